@@ -1,0 +1,185 @@
+"""``mibpcert`` command line: a thin shell over :mod:`mibpcert.pipeline`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from mibpcert import __version__
+from mibpcert.config import Config, load_config
+from mibpcert.errors import MibpcertError
+
+# flag -> (config key, type, help)
+_FLAGS: list[tuple[str, str, type | None, str]] = [
+    (
+        "--dataset",
+        "data.dataset",
+        str,
+        "moons | iris | iris-binary | diabetes | breast-cancer | path to .csv/.npz",
+    ),
+    ("--n-train", "data.n_train", int, "training points (moons default 100)"),
+    ("--n-test", "data.n_test", int, "test points (moons default 200)"),
+    ("--noise", "data.noise", float, "moons noise (default 0.1)"),
+    ("--data-seed", "data.seed", int, "seed of the dataset / split"),
+    ("--task", "data.task", str, "classification | regression (for CSV/NPZ files)"),
+    ("--label-column", "data.label_column", str, "label column of a CSV file (default: last)"),
+    ("--test-path", "data.test_path", str, "separate CSV test file"),
+    ("--model", "model.arch", str, "layer sizes, e.g. 2-10-1 or 4-16-16-3 (linear: 4-3)"),
+    ("--init-seed", "model.init_seed", int, "seed of the PyTorch-style initialisation"),
+    (
+        "--init",
+        "model.init_file",
+        str,
+        "initial parameters (.npz: theta | W1,b1,... | torch state dict keys)",
+    ),
+    ("--loss", "training.loss", str, "hinge | bce | ce | mse"),
+    ("--lr", "training.lr", float, "learning rate"),
+    ("--epochs", "training.epochs", int, "epochs"),
+    ("--batch-size", "training.batch_size", int, "batch size (default: full batch)"),
+    ("--seed", "training.seed", int, "seed of the batch order"),
+    ("--lr-schedule", "training.lr_schedule", str, "constant | inverse | exponential"),
+    ("--lr-decay", "training.lr_decay", float, "decay parameter of the lr schedule"),
+    ("--clip", "training.clip", float, "per-sample gradient clipping to [-clip, clip]"),
+    ("--eps", "threat.eps", float, "l-inf radius of training-feature perturbations"),
+    (
+        "--points",
+        "threat.points",
+        None,
+        "comma-separated indices of the points that may be perturbed (default: all)",
+    ),
+    ("--k", "threat.k", int, "any k of the points may be perturbed (default: all of them)"),
+    ("--label-k", "threat.label_k", int, "number of labels the attacker may change"),
+    ("--label-mode", "threat.label_mode", str, "flip | any | target class"),
+    ("--label-eps", "threat.label_eps", float, "regression: max target shift"),
+    ("--feature-bounds", "threat.feature_bounds", None, "LOW,HIGH box all features stay in"),
+    ("--test-eps", "threat.test_eps", float, "l-inf radius of test-time perturbations"),
+    ("--method", "method.name", str, "interval (more methods: agt, mibp, exact, coming)"),
+    ("--out", "output.dir", str, "output directory (report.json, boxes.npz)"),
+]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _float_pair(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 2:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mibpcert",
+        description="Certify machine-learning training against data poisoning.",
+    )
+    parser.add_argument("--version", action="version", version=f"mibpcert {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    cert = sub.add_parser(
+        "certify",
+        help="bound training under attack and certify the test set",
+        description="Bound every parameter after every training step under the threat model, "
+        "then certify test predictions. With no arguments: Two-Moons, 2-10-1, hinge, "
+        "eps=0.001, interval method.",
+    )
+    cert.add_argument("--config", "-c", help="TOML or YAML configuration file")
+    for flag, key, typ, help_ in _FLAGS:
+        conv = typ
+        if key == "threat.points":
+            conv = _int_list
+        elif key == "threat.feature_bounds":
+            conv = _float_pair
+        cert.add_argument(flag, dest=key, type=conv, default=None, help=help_)
+    cert.add_argument(
+        "--standardize",
+        dest="data.standardize",
+        action="store_const",
+        const=True,
+        default=None,
+        help="standardise features (train statistics)",
+    )
+    cert.add_argument(
+        "--no-shuffle",
+        dest="training.shuffle",
+        action="store_const",
+        const=False,
+        default=None,
+        help="keep the data order in every epoch",
+    )
+    cert.add_argument(
+        "--paired",
+        dest="threat.paired",
+        action="store_const",
+        const=True,
+        default=None,
+        help="label changes only on the (at most max(k, label_k)) points whose features change",
+    )
+    cert.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cert.add_argument("--quiet", "-q", action="store_true", help="print only the output paths")
+    cert.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    return parser
+
+
+def _certify(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from mibpcert.pipeline import build_problem, certify_problem
+
+    cfg = load_config(args.config) if args.config else Config()
+    overrides = {k: v for k, v in vars(args).items() if "." in k}
+    cfg = cfg.override(overrides)
+    problem = build_problem(cfg)
+    bar = tqdm(
+        total=problem.n_steps,
+        desc=f"{cfg.method.name} bounds",
+        unit="step",
+        disable=args.no_progress or args.quiet or None,
+        file=sys.stderr,
+    )
+
+    def on_step(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    try:
+        result = certify_problem(problem, cfg.method.name, on_step=on_step, config=cfg.to_dict())
+    finally:
+        bar.close()
+    paths = result.save(cfg.output.dir)
+    if args.json:
+        print(json.dumps(result.metrics, indent=2))
+    elif not args.quiet:
+        print(result.summary())
+        print()
+    print(f"report: {paths['report']}\nboxes:  {paths['boxes']}")
+    return 0 if result.nominal_inside else 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _certify(args)
+    except MibpcertError as exc:
+        print(f"mibpcert: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mibpcert: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

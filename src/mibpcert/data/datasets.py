@@ -1,0 +1,463 @@
+"""Datasets: built-in loaders with seeded splits, and a user's CSV or NPZ files.
+
+Everything is float64. Classification labels are integers 0..C-1 (the original class names are
+kept in :attr:`Dataset.class_names`); regression targets are float64 arrays of shape (n,) or
+(n, q).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from mibpcert.errors import DataError
+
+Task = Literal["classification", "regression"]
+
+BUILTIN_DATASETS = ("moons", "iris", "iris-binary", "diabetes", "breast-cancer")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split with its task description.
+
+    Attributes:
+        name: dataset name (built-in name or file path).
+        X_train, X_test: float64 feature matrices of shape (n, d).
+        y_train, y_test: int64 class labels in 0..C-1 (classification) or float64 targets.
+        task: ``"classification"`` or ``"regression"``.
+        n_classes: number of classes (classification) or ``None``.
+        feature_names: one name per feature column.
+        class_names: original label values, index = class id (classification only).
+        standardization: ``None`` or a dict with the ``mean``/``scale`` used for features (and
+            ``target_mean``/``target_scale`` for standardised regression targets).
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    task: Task
+    n_classes: int | None = None
+    feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()
+    standardization: dict | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _validate_split(self)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_train(self) -> int:
+        return int(self.X_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.X_test.shape[0])
+
+    @property
+    def n_targets(self) -> int:
+        """Number of regression targets (1 for classification)."""
+        if self.task == "regression" and self.y_train.ndim == 2:
+            return int(self.y_train.shape[1])
+        return 1
+
+    def standardized(self) -> Dataset:
+        """Return a copy with features (and regression targets) standardised on the train split."""
+        if self.standardization is not None:
+            return self
+        mean = self.X_train.mean(axis=0)
+        scale = self.X_train.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        info: dict = {"mean": mean.tolist(), "scale": scale.tolist()}
+        y_train, y_test = self.y_train, self.y_test
+        if self.task == "regression":
+            t_mean = y_train.mean(axis=0)
+            t_scale = y_train.std(axis=0)
+            t_scale = np.where(t_scale > 0, t_scale, 1.0)
+            y_train = (y_train - t_mean) / t_scale
+            y_test = (y_test - t_mean) / t_scale
+            info["target_mean"] = np.atleast_1d(t_mean).tolist()
+            info["target_scale"] = np.atleast_1d(t_scale).tolist()
+        return replace(
+            self,
+            X_train=(self.X_train - mean) / scale,
+            X_test=(self.X_test - mean) / scale,
+            y_train=y_train,
+            y_test=y_test,
+            standardization=info,
+        )
+
+    def describe(self) -> dict:
+        """A JSON-serialisable summary (used in reports)."""
+        out = {
+            "name": self.name,
+            "task": self.task,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_features": self.n_features,
+            "standardized": self.standardization is not None,
+        }
+        if self.task == "classification":
+            out["n_classes"] = self.n_classes
+            out["class_names"] = list(self.class_names)
+        else:
+            out["n_targets"] = self.n_targets
+        return out
+
+
+def _check_finite(name: str, what: str, arr: np.ndarray) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        where = f"row {idx[0]}" + (f", column {idx[1]}" if arr.ndim > 1 else "")
+        raise DataError(
+            f"dataset {name!r}: {what} contains {int(bad.sum())} NaN/inf value(s), "
+            f"first at {where}; "
+            "remove or impute them before certification."
+        )
+
+
+def _validate_split(ds: Dataset) -> None:
+    for what, X in (("X_train", ds.X_train), ("X_test", ds.X_test)):
+        if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype != np.float64:
+            raise DataError(
+                f"dataset {ds.name!r}: {what} must be a float64 array of shape (n, d), "
+                f"got {getattr(X, 'dtype', type(X))} with shape {getattr(X, 'shape', None)}."
+            )
+        _check_finite(ds.name, what, X)
+    if ds.X_train.shape[0] == 0:
+        raise DataError(f"dataset {ds.name!r}: the training split is empty.")
+    if ds.X_train.shape[1] != ds.X_test.shape[1]:
+        raise DataError(
+            f"dataset {ds.name!r}: X_train has {ds.X_train.shape[1]} features but X_test has "
+            f"{ds.X_test.shape[1]}."
+        )
+    for what, X, y in (("train", ds.X_train, ds.y_train), ("test", ds.X_test, ds.y_test)):
+        if len(y) != len(X):
+            raise DataError(
+                f"dataset {ds.name!r}: {what} split has {len(X)} feature rows but {len(y)} labels."
+            )
+    if ds.task == "classification":
+        if ds.n_classes is None or ds.n_classes < 2:
+            raise DataError(f"dataset {ds.name!r}: classification needs at least 2 classes.")
+        for what, y in (("y_train", ds.y_train), ("y_test", ds.y_test)):
+            if y.dtype.kind not in "iu" or y.ndim != 1:
+                raise DataError(
+                    f"dataset {ds.name!r}: {what} must hold integer class ids of shape (n,)."
+                )
+            if len(y) and (y.min() < 0 or y.max() >= ds.n_classes):
+                raise DataError(
+                    f"dataset {ds.name!r}: {what} has class ids outside 0..{ds.n_classes - 1}."
+                )
+    elif ds.task == "regression":
+        for what, y in (("y_train", ds.y_train), ("y_test", ds.y_test)):
+            if y.dtype != np.float64 or y.ndim not in (1, 2):
+                raise DataError(
+                    f"dataset {ds.name!r}: {what} must be float64 targets of shape (n,) or (n, q)."
+                )
+            _check_finite(ds.name, what, y)
+    else:
+        raise DataError(
+            f"dataset {ds.name!r}: unknown task {ds.task!r}; use 'classification' or 'regression'."
+        )
+
+
+def _split(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_train: int | None,
+    n_test: int | None,
+    test_fraction: float,
+    seed: int,
+    stratify: bool,
+    name: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    n = len(X)
+    if n_train is None and n_test is None:
+        n_test = max(1, int(round(test_fraction * n)))
+        n_train = n - n_test
+    elif n_train is None:
+        n_train = n - int(n_test)
+    elif n_test is None:
+        n_test = n - int(n_train)
+    if n_train < 1 or n_test < 1 or n_train + n_test > n:
+        raise DataError(
+            f"dataset {name!r} has {n} points; cannot split into n_train={n_train} and "
+            f"n_test={n_test} (both must be >= 1 and sum to at most {n})."
+        )
+    Xtr, Xte, ytr, yte = train_test_split(
+        X,
+        y,
+        train_size=int(n_train),
+        test_size=int(n_test),
+        random_state=seed,
+        stratify=y if stratify else None,
+    )
+    return Xtr, Xte, ytr, yte
+
+
+def _encode_classes(y_raw: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    classes, y = np.unique(y_raw, return_inverse=True)
+    return y.astype(np.int64), tuple(str(c) for c in classes)
+
+
+def make_moons_dataset(
+    n_train: int = 100, n_test: int = 200, noise: float = 0.1, seed: int = 0
+) -> Dataset:
+    """Two-Moons (scikit-learn ``make_moons``): 2 features, 2 classes, seeded."""
+    from sklearn.datasets import make_moons
+
+    if n_train < 1 or n_test < 1:
+        raise DataError(f"moons: n_train and n_test must be >= 1, got {n_train} and {n_test}.")
+    if noise < 0:
+        raise DataError(f"moons: noise must be >= 0, got {noise}.")
+    X, y = make_moons(n_samples=n_train + n_test, noise=noise, random_state=seed, shuffle=True)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    return Dataset(
+        name="moons",
+        X_train=X[:n_train].copy(),
+        y_train=y[:n_train].copy(),
+        X_test=X[n_train:].copy(),
+        y_test=y[n_train:].copy(),
+        task="classification",
+        n_classes=2,
+        feature_names=("x0", "x1"),
+        class_names=("0", "1"),
+    )
+
+
+def _sklearn_dataset(
+    name: str, n_train: int | None, n_test: int | None, test_fraction: float, seed: int
+) -> Dataset:
+    from sklearn import datasets as skd
+
+    loaders = {
+        "iris": skd.load_iris,
+        "iris-binary": skd.load_iris,
+        "diabetes": skd.load_diabetes,
+        "breast-cancer": skd.load_breast_cancer,
+    }
+    bunch = loaders[name]()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    feature_names = tuple(str(f) for f in bunch.feature_names)
+    if name == "diabetes":
+        y = np.asarray(bunch.target, dtype=np.float64)
+        Xtr, Xte, ytr, yte = _split(X, y, n_train, n_test, test_fraction, seed, False, name)
+        return Dataset(name, Xtr, ytr, Xte, yte, "regression", None, feature_names)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    target_names = [str(t) for t in bunch.target_names]
+    if name == "iris-binary":
+        keep = y > 0  # versicolor (-> class 0) vs virginica (-> class 1): not linearly separable
+        X, y = X[keep], y[keep] - 1
+        target_names = target_names[1:]
+    Xtr, Xte, ytr, yte = _split(X, y, n_train, n_test, test_fraction, seed, True, name)
+    return Dataset(
+        name,
+        Xtr,
+        ytr,
+        Xte,
+        yte,
+        "classification",
+        len(target_names),
+        feature_names,
+        tuple(target_names),
+    )
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except OSError as exc:
+        raise DataError(f"cannot read CSV file {str(path)!r}: {exc}") from exc
+    if len(rows) < 2:
+        raise DataError(f"CSV file {str(path)!r} needs a header row and at least one data row.")
+    return [h.strip() for h in rows[0]], rows[1:]
+
+
+def _table_from_csv(
+    path: Path, label_column: str | None, task: Task
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    header, rows = _read_csv(path)
+    label = label_column if label_column is not None else header[-1]
+    if label not in header:
+        raise DataError(
+            f"CSV file {str(path)!r} has no column {label!r}; its columns are {header}. "
+            "Set label_column to one of them."
+        )
+    li = header.index(label)
+    feats = [h for i, h in enumerate(header) if i != li]
+    X = np.empty((len(rows), len(feats)), dtype=np.float64)
+    y_raw: list[str] = []
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise DataError(
+                f"CSV file {str(path)!r}: data row {r + 1} has {len(row)} fields, "
+                f"the header has {len(header)}."
+            )
+        y_raw.append(row[li].strip())
+        for c, j in enumerate(i for i in range(len(header)) if i != li):
+            cell = row[j].strip()
+            try:
+                X[r, c] = float(cell) if cell else np.nan
+            except ValueError:
+                raise DataError(
+                    f"CSV file {str(path)!r}: data row {r + 1}, column {header[j]!r} holds "
+                    f"{cell!r}, which is not a number. Encode categorical features numerically."
+                ) from None
+    if task == "regression":
+        try:
+            y = np.asarray([float(v) for v in y_raw], dtype=np.float64)
+        except ValueError:
+            raise DataError(
+                f"CSV file {str(path)!r}: label column {label!r} is not numeric, so it cannot be "
+                "a regression target; use task='classification'."
+            ) from None
+    else:
+        y = np.asarray(y_raw, dtype=object)
+    return X, y, tuple(feats)
+
+
+def load_file(
+    path: str | Path,
+    *,
+    task: Task = "classification",
+    label_column: str | None = None,
+    test_path: str | Path | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> Dataset:
+    """Load a user's dataset from CSV (header row, one label column) or NPZ.
+
+    NPZ files hold either ``X`` and ``y`` (split here with ``seed``) or ``X_train``, ``y_train``,
+    ``X_test``, ``y_test``. CSV files use ``label_column`` (default: the last column); a separate
+    test file can be given with ``test_path``, otherwise the file is split with ``seed``.
+    """
+    path = Path(path)
+    if task not in ("classification", "regression"):
+        raise DataError(f"task must be 'classification' or 'regression', got {task!r}.")
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} does not exist.")
+    suffix = path.suffix.lower()
+    feature_names: tuple[str, ...]
+    if suffix == ".npz":
+        try:
+            npz = dict(np.load(path, allow_pickle=False))
+        except Exception as exc:  # numpy raises several types for corrupt files
+            raise DataError(f"cannot read NPZ file {str(path)!r}: {exc}") from exc
+        if {"X_train", "y_train", "X_test", "y_test"} <= npz.keys():
+            parts = [npz[k] for k in ("X_train", "y_train", "X_test", "y_test")]
+            presplit = True
+        elif {"X", "y"} <= npz.keys():
+            parts = [npz["X"], npz["y"]]
+            presplit = False
+        else:
+            raise DataError(
+                f"NPZ file {str(path)!r} has arrays {sorted(npz)}; it needs 'X' and 'y', or "
+                "'X_train', 'y_train', 'X_test' and 'y_test'."
+            )
+        X_all = [np.asarray(p, dtype=np.float64) if i % 2 == 0 else p for i, p in enumerate(parts)]
+        feature_names = tuple(f"x{i}" for i in range(np.atleast_2d(X_all[0]).shape[1]))
+        Xs = [np.atleast_2d(a) for a in X_all[0::2]]
+        ys = list(X_all[1::2])
+    elif suffix in (".csv", ".txt", ".tsv"):
+        X, y, feature_names = _table_from_csv(path, label_column, task)
+        if test_path is not None:
+            Xt, yt, names_t = _table_from_csv(Path(test_path), label_column, task)
+            if names_t != feature_names:
+                raise DataError(
+                    f"test file {str(test_path)!r} has columns {list(names_t)} but the training "
+                    f"file has {list(feature_names)}."
+                )
+            Xs, ys, presplit = [X, Xt], [y, yt], True
+        else:
+            Xs, ys, presplit = [X], [y], False
+    else:
+        raise DataError(f"data file {str(path)!r}: unknown extension {suffix!r}; use .csv or .npz.")
+    for X in Xs:
+        _check_finite(str(path), "the feature matrix", X)
+    n_classes = None
+    class_names: tuple[str, ...] = ()
+    if task == "classification":
+        y_cat = np.concatenate([np.asarray(v).astype(str) for v in ys])
+        y_enc, class_names = _encode_classes(y_cat)
+        n_classes = len(class_names)
+        if n_classes < 2:
+            raise DataError(f"data file {str(path)!r}: classification needs >= 2 distinct labels.")
+        sizes = np.cumsum([len(v) for v in ys])[:-1]
+        ys = list(np.split(y_enc, sizes))
+    else:
+        ys = [np.asarray(v, dtype=np.float64) for v in ys]
+    if presplit:
+        Xtr, Xte = Xs
+        ytr, yte = ys
+    else:
+        Xtr, Xte, ytr, yte = _split(
+            Xs[0],
+            ys[0],
+            n_train,
+            n_test,
+            test_fraction,
+            seed,
+            task == "classification",
+            str(path),
+        )
+    return Dataset(str(path), Xtr, ytr, Xte, yte, task, n_classes, feature_names, class_names)
+
+
+def load_dataset(
+    name: str,
+    *,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    noise: float = 0.1,
+    seed: int = 0,
+    standardize: bool = False,
+    test_fraction: float = 0.3,
+    task: Task = "classification",
+    label_column: str | None = None,
+    test_path: str | None = None,
+) -> Dataset:
+    """Load a built-in dataset by name, or a CSV/NPZ file by path.
+
+    Built-in names: ``moons`` (defaults 100 train / 200 test, ``noise``), ``iris`` (3 classes),
+    ``iris-binary`` (versicolor vs virginica), ``diabetes`` (regression), ``breast-cancer``.
+    Splits are seeded with ``seed``; ``standardize`` fits mean/std on the training split.
+    """
+    if name == "moons":
+        ds = make_moons_dataset(
+            100 if n_train is None else n_train, 200 if n_test is None else n_test, noise, seed
+        )
+    elif name in BUILTIN_DATASETS:
+        ds = _sklearn_dataset(name, n_train, n_test, test_fraction, seed)
+    elif name.lower().endswith((".csv", ".npz", ".txt", ".tsv")):
+        ds = load_file(
+            name,
+            task=task,
+            label_column=label_column,
+            test_path=test_path,
+            n_train=n_train,
+            n_test=n_test,
+            test_fraction=test_fraction,
+            seed=seed,
+        )
+    else:
+        raise DataError(
+            f"unknown dataset {name!r}; use one of {', '.join(BUILTIN_DATASETS)} or a path to a "
+            ".csv or .npz file."
+        )
+    return ds.standardized() if standardize else ds

@@ -1,0 +1,25 @@
+"""Certification methods: training-loop algorithms over the bounds domain."""
+
+from __future__ import annotations
+
+from mibpcert.errors import ConfigError
+from mibpcert.methods.base import Method, ParameterBounds, StepCallback
+from mibpcert.methods.interval import IntervalMethod
+
+METHODS: dict[str, type] = {"interval": IntervalMethod}
+PLANNED = ("agt", "mibp", "exact")
+
+
+def get_method(name: str, **options) -> Method:
+    """Instantiate a method by name."""
+    if name in METHODS:
+        return METHODS[name](**options)
+    if name in PLANNED:
+        raise ConfigError(
+            f"method {name!r} is not implemented yet in this version; available: "
+            f"{', '.join(METHODS)}."
+        )
+    raise ConfigError(f"unknown method {name!r}; available: {', '.join(METHODS)}.")
+
+
+__all__ = ["METHODS", "Method", "ParameterBounds", "StepCallback", "get_method"]

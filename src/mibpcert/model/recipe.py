@@ -1,0 +1,105 @@
+"""Training recipe: loss, SGD learning rate and schedule, epochs, batch order."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mibpcert.errors import ModelError
+from mibpcert.model.losses import LOSSES
+
+LR_SCHEDULES = ("constant", "inverse", "exponential")
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How the ordinary trainer (and every method) trains.
+
+    Attributes:
+        loss: one of ``hinge``, ``mse``, ``bce``, ``ce``.
+        lr: SGD learning rate (step 0).
+        epochs: passes over the training set.
+        batch_size: ``None`` (or >= n) for full batch, one step per epoch.
+        shuffle: reshuffle the batch order every epoch (seeded); ignored for full batch.
+        seed: seed of the batch order. The order is fixed before training and does not depend
+            on the data, so the attacker changes points but never the order.
+        lr_schedule: ``constant``; ``inverse``: lr / (1 + lr_decay * t);
+            ``exponential``: lr * lr_decay ** t, with t the step index.
+        lr_decay: decay parameter of the schedule.
+        lr_min: floor for the learning rate.
+        clip: per-sample gradient clipping: every coordinate of each sample's gradient is
+            clipped to [-clip, clip] before averaging (``None``: no clipping).
+    """
+
+    loss: str = "hinge"
+    lr: float = 0.1
+    epochs: int = 10
+    batch_size: int | None = None
+    shuffle: bool = True
+    seed: int = 0
+    lr_schedule: str = "constant"
+    lr_decay: float = 0.0
+    lr_min: float = 0.0
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ModelError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}.")
+        if not (np.isfinite(self.lr) and self.lr > 0):
+            raise ModelError(f"learning rate must be a positive finite number, got {self.lr}.")
+        if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
+            raise ModelError(f"epochs must be a positive integer, got {self.epochs!r}.")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1
+        ):
+            raise ModelError(
+                f"batch_size must be a positive integer or None (full batch), got "
+                f"{self.batch_size!r}."
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ModelError(
+                f"unknown lr_schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}."
+            )
+        if not np.isfinite(self.lr_decay) or self.lr_decay < 0:
+            raise ModelError(f"lr_decay must be >= 0, got {self.lr_decay}.")
+        if self.lr_schedule == "exponential" and not 0 < self.lr_decay <= 1:
+            raise ModelError(
+                f"exponential lr schedule needs 0 < lr_decay <= 1, got {self.lr_decay}."
+            )
+        if not np.isfinite(self.lr_min) or self.lr_min < 0:
+            raise ModelError(f"lr_min must be >= 0, got {self.lr_min}.")
+        if self.clip is not None and not (np.isfinite(self.clip) and self.clip > 0):
+            raise ModelError(f"clip must be a positive finite number or None, got {self.clip}.")
+
+    def batches(self, n: int) -> list[np.ndarray]:
+        """The fixed batch schedule: one index array per step, ``epochs * ceil(n / b)`` steps."""
+        b = n if self.batch_size is None else min(int(self.batch_size), n)
+        if b >= n:
+            return [np.arange(n) for _ in range(self.epochs)]
+        rng = np.random.default_rng(self.seed)
+        steps = []
+        for _ in range(self.epochs):
+            order = rng.permutation(n) if self.shuffle else np.arange(n)
+            steps += [np.sort(order[s : s + b]) for s in range(0, n, b)]
+        return steps
+
+    def n_steps(self, n: int) -> int:
+        b = n if self.batch_size is None else min(int(self.batch_size), n)
+        return self.epochs * (-(-n // b))
+
+    def steps_per_epoch(self, n: int) -> int:
+        return self.n_steps(n) // self.epochs
+
+    def lr_at(self, t: int) -> float:
+        """Learning rate of step ``t`` (0-based)."""
+        if self.lr_schedule == "inverse":
+            lr = self.lr / (1.0 + self.lr_decay * t)
+        elif self.lr_schedule == "exponential":
+            lr = self.lr * self.lr_decay**t
+        else:
+            lr = self.lr
+        return float(max(lr, self.lr_min))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,167 @@
+"""config -> problem -> method -> test-time certification -> report: the Python API's entry point.
+
+Example::
+
+    from mibpcert import Config, run
+    result = run(Config())                 # the built-in Two-Moons default
+    print(result.metrics["certified_accuracy"])
+    result.save("runs/demo")
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mibpcert.certify.report import RunResult
+from mibpcert.certify.testtime import certify_classification, certify_regression
+from mibpcert.config import Config
+from mibpcert.data.datasets import load_dataset
+from mibpcert.errors import ConfigError
+from mibpcert.methods import StepCallback, get_method
+from mibpcert.model.network import Architecture, init_params, load_params
+from mibpcert.model.recipe import TrainingRecipe
+from mibpcert.problem import Problem
+from mibpcert.threat.model import DiscreteFeature, ThreatModel
+
+
+def build_threat(cfg: Config) -> ThreatModel:
+    t = cfg.threat
+    discrete = []
+    for i, d in enumerate(t.discrete):
+        if not isinstance(d, dict) or "feature" not in d or "values" not in d:
+            raise ConfigError(
+                f"[threat] discrete entry {i} must be a table with 'feature' and 'values' "
+                "(optional: mode, max_shift, direction)."
+            )
+        unknown = set(d) - {"feature", "values", "mode", "max_shift", "direction"}
+        if unknown:
+            raise ConfigError(f"[threat] discrete entry {i}: unknown key(s) {sorted(unknown)}.")
+        discrete.append(DiscreteFeature(**{**d, "values": tuple(d["values"])}))
+    return ThreatModel(
+        eps=t.eps,
+        points=None if t.points is None else tuple(t.points),
+        k=t.k,
+        label_k=t.label_k,
+        label_mode=t.label_mode,
+        label_eps=t.label_eps,
+        discrete=tuple(discrete),
+        feature_bounds=None if t.feature_bounds is None else tuple(t.feature_bounds),
+        test_eps=t.test_eps,
+        paired=t.paired,
+    )
+
+
+def build_problem(cfg: Config) -> Problem:
+    """Load the data, parse the model, and validate everything against each other."""
+    d = cfg.data
+    data = load_dataset(
+        d.dataset,
+        n_train=d.n_train,
+        n_test=d.n_test,
+        noise=d.noise,
+        seed=d.seed,
+        standardize=d.standardize,
+        test_fraction=d.test_fraction,
+        task=d.task,
+        label_column=d.label_column,
+        test_path=d.test_path,
+    )
+    arch = Architecture.parse(cfg.model.arch)
+    tr = cfg.training
+    recipe = TrainingRecipe(
+        loss=tr.loss,
+        lr=tr.lr,
+        epochs=tr.epochs,
+        batch_size=tr.batch_size,
+        shuffle=tr.shuffle,
+        seed=tr.seed,
+        lr_schedule=tr.lr_schedule,
+        lr_decay=tr.lr_decay,
+        lr_min=tr.lr_min,
+        clip=tr.clip,
+    )
+    if cfg.model.init_file:
+        theta0 = load_params(cfg.model.init_file, arch)
+    else:
+        theta0 = init_params(arch, cfg.model.init_seed)
+    return Problem(data, arch, recipe, build_threat(cfg), theta0)
+
+
+def certify_problem(
+    problem: Problem,
+    method: str = "interval",
+    on_step: StepCallback | None = None,
+    config: dict | None = None,
+) -> RunResult:
+    """Bound training with ``method`` and certify the test set from the final box."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    meth = get_method(method)
+    meth.check(problem)
+    nominal = problem.train_nominal()
+    timings["nominal_training"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    bounds = meth.bound(problem, on_step=on_step)
+    timings["bounds"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    data, threat = problem.data, problem.threat
+    test_box = threat.test_box(data.X_test) if threat.test_eps > 0 else None
+    if data.task == "classification":
+        test = certify_classification(
+            problem.arch,
+            bounds.box(),
+            nominal.final,
+            data.X_test,
+            data.y_test,
+            int(data.n_classes),
+            test_box,
+        )
+    else:
+        test = certify_regression(
+            problem.arch, bounds.box(), nominal.final, data.X_test, data.y_test, test_box
+        )
+    timings["test_certification"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    info: dict[str, Any] = {
+        "data": data.describe(),
+        "arch": str(problem.arch),
+        "n_params": problem.arch.n_params,
+        "n_steps": problem.n_steps,
+        "recipe": problem.recipe.to_dict(),
+        "threat": threat.describe(),
+    }
+    result = RunResult(
+        config=config or {},
+        problem=info,
+        bounds=bounds,
+        nominal=nominal,
+        test=test,
+        timings=timings,
+        param_names=problem.arch.param_names(),
+        steps_per_epoch=problem.recipe.steps_per_epoch(data.n_train),
+    )
+    if not result.nominal_inside:
+        result.warnings.append(
+            "the clean training trajectory left the certified boxes: this indicates a bug; "
+            "do not trust these bounds and please report it."
+        )
+    return result
+
+
+def run(
+    config: Config | None = None,
+    on_step: StepCallback | None = None,
+    out_dir: str | Path | None = None,
+) -> RunResult:
+    """Run a full certification from a :class:`~mibpcert.config.Config` (default: Two-Moons).
+
+    Writes ``report.json`` and ``boxes.npz`` to ``out_dir`` when it is given.
+    """
+    cfg = config or Config()
+    problem = build_problem(cfg)
+    result = certify_problem(problem, cfg.method.name, on_step=on_step, config=cfg.to_dict())
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
