@@ -26,6 +26,7 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--task", "data.task", str, "classification | regression (for CSV/NPZ files)"),
     ("--label-column", "data.label_column", str, "label column of a CSV file (default: last)"),
     ("--test-path", "data.test_path", str, "separate CSV test file"),
+    ("--poly-degree", "data.poly_degree", int, "expand features to [x, x^2, ..., x^p]"),
     ("--model", "model.arch", str, "layer sizes, e.g. 2-10-1 or 4-16-16-3 (linear: 4-3)"),
     ("--init-seed", "model.init_seed", int, "seed of the PyTorch-style initialisation"),
     (
@@ -51,11 +52,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ),
     ("--k", "threat.k", int, "any k of the points may be perturbed (default: all of them)"),
     ("--label-k", "threat.label_k", int, "number of labels the attacker may change"),
+    ("--k-label", "threat.label_k", int, "alias of --label-k"),
     ("--label-mode", "threat.label_mode", str, "flip | any | target class"),
     ("--label-eps", "threat.label_eps", float, "regression: max target shift"),
     ("--feature-bounds", "threat.feature_bounds", None, "LOW,HIGH box all features stay in"),
     ("--test-eps", "threat.test_eps", float, "l-inf radius of test-time perturbations"),
-    ("--method", "method.name", str, "interval (more methods: agt, mibp, exact, coming)"),
+    ("--method", "method.name", str, "interval | agt (mibp, exact: planned)"),
     ("--out", "output.dir", str, "output directory (report.json, boxes.npz)"),
 ]
 

@@ -3,7 +3,7 @@
 Sections and keys (all optional; defaults give the built-in Two-Moons run)::
 
     [data]      dataset, n_train, n_test, noise, seed, standardize, test_fraction, task,
-                label_column, test_path
+                label_column, test_path, poly_degree
     [model]     arch, init_seed, init_file
     [training]  loss, lr, epochs, batch_size, shuffle, seed, lr_schedule, lr_decay, lr_min, clip
     [threat]    eps, points, k, label_k, label_mode, label_eps, discrete, feature_bounds, test_eps,
@@ -37,6 +37,7 @@ class DataConfig:
     task: str = "classification"
     label_column: str | None = None
     test_path: str | None = None
+    poly_degree: int = 1
 
 
 @dataclass

@@ -67,6 +67,7 @@ def build_problem(cfg: Config) -> Problem:
         task=d.task,
         label_column=d.label_column,
         test_path=d.test_path,
+        poly_degree=d.poly_degree,
     )
     arch = Architecture.parse(cfg.model.arch)
     tr = cfg.training

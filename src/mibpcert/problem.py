@@ -82,6 +82,10 @@ class Problem:
             return LabelSet(targets=Interval(lo.reshape(len(lo), -1), hi.reshape(len(hi), -1)))
         return LabelSet(mask=self.threat.label_mask(self.data.y_train, int(self.data.n_classes)))
 
+    def clean_label_set(self) -> LabelSet:
+        """The clean training labels as a (degenerate) label set."""
+        return replace(self, threat=ThreatModel()).label_set()
+
     def train_nominal(self) -> Trajectory:
         """Ordinary training on the clean data."""
         return train(

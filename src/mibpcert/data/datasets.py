@@ -96,6 +96,25 @@ class Dataset:
             standardization=info,
         )
 
+    def with_powers(self, degree: int) -> Dataset:
+        """Copy with every feature x expanded to [x, x^2, ..., x^degree] (before scaling)."""
+        if not isinstance(degree, (int, np.integer)) or degree < 1:
+            raise DataError(f"poly_degree must be a positive integer, got {degree!r}.")
+        if degree == 1:
+            return self
+        if self.standardization is not None:
+            raise DataError("apply polynomial features before standardisation, not after.")
+
+        def expand(X: np.ndarray) -> np.ndarray:
+            return np.concatenate([X**p for p in range(1, degree + 1)], axis=1)
+
+        names = tuple(
+            f if p == 1 else f"{f}^{p}" for p in range(1, degree + 1) for f in self.feature_names
+        )
+        return replace(
+            self, X_train=expand(self.X_train), X_test=expand(self.X_test), feature_names=names
+        )
+
     def describe(self) -> dict:
         """A JSON-serialisable summary (used in reports)."""
         out = {
@@ -431,12 +450,14 @@ def load_dataset(
     task: Task = "classification",
     label_column: str | None = None,
     test_path: str | None = None,
+    poly_degree: int = 1,
 ) -> Dataset:
     """Load a built-in dataset by name, or a CSV/NPZ file by path.
 
     Built-in names: ``moons`` (defaults 100 train / 200 test, ``noise``), ``iris`` (3 classes),
     ``iris-binary`` (versicolor vs virginica), ``diabetes`` (regression), ``breast-cancer``.
-    Splits are seeded with ``seed``; ``standardize`` fits mean/std on the training split.
+    Splits are seeded with ``seed``; ``poly_degree`` > 1 expands every feature x to
+    [x, x^2, ..., x^p]; ``standardize`` then fits mean/std on the training split.
     """
     if name == "moons":
         ds = make_moons_dataset(
@@ -460,4 +481,5 @@ def load_dataset(
             f"unknown dataset {name!r}; use one of {', '.join(BUILTIN_DATASETS)} or a path to a "
             ".csv or .npz file."
         )
+    ds = ds.with_powers(poly_degree)
     return ds.standardized() if standardize else ds

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from mibpcert.errors import ConfigError
+from mibpcert.methods.agt import AGTMethod
 from mibpcert.methods.base import Method, ParameterBounds, StepCallback
 from mibpcert.methods.interval import IntervalMethod
 
-METHODS: dict[str, type] = {"interval": IntervalMethod}
-PLANNED = ("agt", "mibp", "exact")
+METHODS: dict[str, type] = {"interval": IntervalMethod, "agt": AGTMethod}
+PLANNED = ("mibp", "exact")
 
 
 def get_method(name: str, **options) -> Method:

@@ -1,0 +1,149 @@
+"""Method ``agt``: abstract gradient training with bounded-count poisoning (Sosnin et al.).
+
+For every step and every sample i of the batch, two per-sample gradient boxes are computed over
+the current parameter box (:func:`mibpcert.bounds.network.sample_gradients`):
+
+* ``g_i``: the clean point with its clean label;
+* ``h_i``: every input/label the attacker may give point i (feature box, discrete domains,
+  label set), a superset of the clean one.
+
+At most K points of a batch can differ from the clean data (K below), each then having a
+gradient in ``h_i`` instead of ``g_i``. Hence, per parameter coordinate,
+
+    sum_i grad_i <= sum_i g_i^U + (sum of the K largest  max(h_i^U - g_i^U, 0))
+    sum_i grad_i >= sum_i g_i^L + (sum of the K smallest min(h_i^L - g_i^L, 0))
+
+divided by the batch size b. The adversary's choice of points is relaxed per coordinate. The
+result is intersected with the interval method's bound ``sum_i h_i / b`` (also sound), so
+``agt`` is never looser than ``interval`` on the same box.
+
+Budget K per batch: feature changes ``Kf = min(k, |scope in batch|)`` (all points in scope when
+``k`` is None), label changes ``Kl = min(label_k, b)``; K = Kf + Kl (independent budgets) or
+max(Kf, Kl) (``paired``), capped at b. The threat model's k is global (any k of the n points), so
+a batch never holds more than min(k, b) of them: this per-batch bound is sound for mini-batches
+too (but does not exploit that the same k points recur in every epoch).
+
+With per-sample gradient clipping (``TrainingRecipe.clip``), every g_i and h_i is clipped to
+[-clip, clip]: an unbounded adversary (``eps = inf``) then still yields finite bounds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mibpcert.bounds import network, ops
+from mibpcert.bounds.interval import Interval
+from mibpcert.bounds.ops import LabelSet
+from mibpcert.methods.base import ParameterBounds, StepCallback
+from mibpcert.problem import Problem
+
+
+def poisoned_budget(problem: Problem, idx: np.ndarray) -> int:
+    """Largest number of points of batch ``idx`` that an attack can make differ from clean."""
+    t = problem.threat
+    b = len(idx)
+    kf = 0
+    if t.perturbs_features:
+        in_scope = int(np.isin(idx, t.scope(problem.data.n_train)).sum())
+        kf = in_scope if t.k is None else min(int(t.k), in_scope)
+    kl = min(int(t.label_k), b)
+    k = max(kf, kl) if t.paired else kf + kl
+    return min(k, b)
+
+
+def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
+    """Bound on ``sum_i grad_i`` (axis 0) when at most ``k`` samples use ``poisoned`` bounds."""
+    n = clean.shape[0]
+    if k == 0:
+        return ops.sum_axis(clean, axis=0)
+    if k >= n:
+        return ops.sum_axis(poisoned, axis=0)
+    with np.errstate(invalid="ignore"):
+        d_up = np.maximum(np.nextafter(poisoned.hi - clean.hi, np.inf), 0.0)
+        d_dn = np.minimum(np.nextafter(poisoned.lo - clean.lo, -np.inf), 0.0)
+    d_up = np.where(np.isnan(d_up), np.inf, d_up)
+    d_dn = np.where(np.isnan(d_dn), -np.inf, d_dn)
+    top = -np.partition(-d_up, k - 1, axis=0)[:k]  # k largest upward differences per coordinate
+    bottom = np.partition(d_dn, k - 1, axis=0)[:k]  # k most negative downward differences
+    terms = Interval(np.concatenate([clean.lo, bottom]), np.concatenate([clean.hi, top]))
+    return ops.sum_axis(terms, axis=0)
+
+
+class AGTMethod:
+    """Abstract gradient training (Sosnin et al., TMLR 2025) over the interval domain."""
+
+    name = "agt"
+
+    def check(self, problem: Problem) -> list[str]:
+        notes = [
+            "the attacker's choice of the k poisoned points is relaxed per parameter coordinate "
+            "(top-k differences)."
+        ]
+        t = problem.threat
+        if problem.recipe.batch_size is not None and problem.recipe.batch_size < (
+            problem.data.n_train
+        ):
+            notes.append(
+                "the global budget is bounded per batch as min(budget, batch size) (sound, "
+                "looser across epochs)."
+            )
+        if np.isinf(t.eps) and problem.recipe.clip is None:
+            notes.append("eps = inf without gradient clipping gives unbounded (infinite) boxes.")
+        return notes
+
+    def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
+        notes = self.check(problem)
+        arch, recipe = problem.arch, problem.recipe
+        X_poison = problem.input_box()
+        labels_poison = problem.label_set()
+        batches = problem.batches()
+        T, m = len(batches), arch.n_params
+        lower = np.empty((T + 1, m))
+        upper = np.empty((T + 1, m))
+        lower[0] = upper[0] = problem.theta0
+        theta = Interval.point(problem.theta0)
+        seconds, info = [], []
+        for step, idx in enumerate(batches):
+            t0 = time.perf_counter()
+            k = poisoned_budget(problem, idx)
+            total = self._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
+            grad = ops.divide(total, float(len(idx)))
+            theta = ops.sgd_update(theta, grad, recipe.lr_at(step))
+            lower[step + 1], upper[step + 1] = theta.lo, theta.hi
+            seconds.append(time.perf_counter() - t0)
+            info.append({"poisoned_budget": k})
+            if on_step is not None:
+                on_step(step + 1, T)
+        return ParameterBounds(self.name, lower, upper, notes, seconds, info)
+
+    @staticmethod
+    def _gradient_sum(
+        problem: Problem,
+        theta: Interval,
+        idx: np.ndarray,
+        k: int,
+        X_poison: Interval,
+        labels_poison: LabelSet,
+    ) -> Interval:
+        """Bound on the sum of the batch's per-sample gradients with at most k poisoned."""
+        arch, loss, clip = problem.arch, problem.recipe.loss, problem.recipe.clip
+        if k < len(idx):
+            clean = network.sample_gradients(
+                arch,
+                theta,
+                Interval.point(problem.data.X_train[idx]),
+                problem.clean_label_set()[idx],
+                loss,
+                clip,
+            )
+            if k == 0:
+                return ops.sum_axis(clean, axis=0)
+        poisoned = network.sample_gradients(
+            arch, theta, X_poison[idx], labels_poison[idx], loss, clip
+        )
+        full = ops.sum_axis(poisoned, axis=0)
+        if k >= len(idx):
+            return full
+        return topk_sum_bound(clean, poisoned, k).intersect(full)
