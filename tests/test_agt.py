@@ -1,4 +1,4 @@
-"""Method ``agt``: collapse at k = 0, sampling soundness, nesting inside ``interval``, top-k bound."""
+"""Method ``agt``: k = 0 collapse, sampling soundness, nesting inside ``interval``, top-k."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ def _moons(n_train=30, n_test=40, seed=0):
     return load_dataset("moons", n_train=n_train, n_test=n_test, seed=seed)
 
 
-def _problem(threat, arch="2-6-1", loss="hinge", batch_size=None, epochs=4, lr=0.1, clip=None,
-             data=None):
+def _problem(
+    threat, arch="2-6-1", loss="hinge", batch_size=None, epochs=4, lr=0.1, clip=None, data=None
+):
     data = data or _moons()
     a = Architecture.parse(arch)
     rec = TrainingRecipe(loss=loss, lr=lr, epochs=epochs, batch_size=batch_size, clip=clip)
@@ -52,8 +53,11 @@ SOUNDNESS_CASES = [
     dict(threat=ThreatModel(eps=0.05, k=2, label_k=1), loss="ce", arch="2-6-2"),
     dict(threat=ThreatModel(eps=np.inf, k=2), clip=0.5),
     dict(threat=ThreatModel(eps=0.05, points=(0, 1, 2, 3, 4, 5), k=2, test_eps=0.01)),
-    dict(threat=ThreatModel(eps=0.05, k=2, discrete=(DiscreteFeature(1, (0.0,)),)),
-         arch="2-4-4-1", loss="bce"),
+    dict(
+        threat=ThreatModel(eps=0.05, k=2, discrete=(DiscreteFeature(1, (0.0,)),)),
+        arch="2-4-4-1",
+        loss="bce",
+    ),
 ]
 
 
@@ -67,8 +71,9 @@ def test_sampling_soundness(case):
     X_lo, X_hi = p.threat.test_box(data.X_test)
     assert res.nominal_inside
     for _ in range(40):
-        X, y = p.threat.sample(data.X_train, data.y_train, rng, n_classes=data.n_classes,
-                               vertex_prob=0.7)
+        X, y = p.threat.sample(
+            data.X_train, data.y_train, rng, n_classes=data.n_classes, vertex_prob=0.7
+        )
         traj = p.train_poisoned(X, y)
         inside = res.bounds.contains(traj.thetas)
         assert inside.all(), f"left the box at step {int(np.argmin(inside))}"
@@ -91,8 +96,10 @@ def test_k_equals_n_matches_interval_and_smaller_k_nests_inside():
         assert np.all(agt_k.lower >= itv.lower) and np.all(agt_k.upper <= itv.upper)
         assert np.all(agt_k.lower >= agt.lower) and np.all(agt_k.upper <= agt.upper)
     # strictly tighter somewhere for small k
-    assert np.any(get_method("agt").bound(_problem(ThreatModel(eps=0.05, k=1))).widths()[-1]
-                  < itv.widths()[-1])
+    assert np.any(
+        get_method("agt").bound(_problem(ThreatModel(eps=0.05, k=1))).widths()[-1]
+        < itv.widths()[-1]
+    )
 
 
 def test_topk_bound_is_exact_max_over_subsets():

@@ -57,7 +57,11 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--label-eps", "threat.label_eps", float, "regression: max target shift"),
     ("--feature-bounds", "threat.feature_bounds", None, "LOW,HIGH box all features stay in"),
     ("--test-eps", "threat.test_eps", float, "l-inf radius of test-time perturbations"),
-    ("--method", "method.name", str, "interval | agt (mibp, exact: planned)"),
+    ("--method", "method.name", str, "interval | agt | mibp (exact: planned)"),
+    ("--solver", "method.solver", str, "mibp: scip (default) | highs | gurobi"),
+    ("--relax", "method.relax", str, "mibp: exact (bilinear MIP) | milp | lp (McCormick)"),
+    ("--time-limit", "method.time_limit", float, "mibp: seconds per solve (default 10)"),
+    ("--workers", "method.workers", int, "mibp: worker processes (default: all cores)"),
     ("--out", "output.dir", str, "output directory (report.json, boxes.npz)"),
 ]
 
@@ -127,6 +131,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="label changes only on the (at most max(k, label_k)) points whose features change",
     )
+    cert.add_argument(
+        "--resume",
+        dest="method.resume",
+        action="store_const",
+        const=True,
+        default=None,
+        help="mibp: continue an interrupted run from its checkpoint in --out",
+    )
+    cert.add_argument(
+        "--no-lp-first",
+        dest="method.lp_first",
+        action="store_const",
+        const=False,
+        default=None,
+        help="mibp: no LP pass before exact solves",
+    )
+    cert.add_argument(
+        "--no-test-mip",
+        dest="method.test_mip",
+        action="store_const",
+        const=False,
+        default=None,
+        help="mibp: certify test points by interval propagation only",
+    )
     cert.add_argument("--no-progress", action="store_true", help="no progress bar")
     cert.add_argument("--quiet", "-q", action="store_true", help="print only the output paths")
     cert.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -136,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _certify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from mibpcert.pipeline import build_problem, certify_problem
+    from mibpcert.pipeline import build_problem, certify_problem, method_options
 
     cfg = load_config(args.config) if args.config else Config()
     overrides = {k: v for k, v in vars(args).items() if "." in k}
@@ -154,7 +182,14 @@ def _certify(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        result = certify_problem(problem, cfg.method.name, on_step=on_step, config=cfg.to_dict())
+        result = certify_problem(
+            problem,
+            cfg.method.name,
+            on_step=on_step,
+            config=cfg.to_dict(),
+            options=method_options(cfg, cfg.output.dir),
+            test_mip=cfg.method.name == "mibp" and cfg.method.test_mip,
+        )
     finally:
         bar.close()
     paths = result.save(cfg.output.dir)
@@ -163,7 +198,8 @@ def _certify(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(result.summary())
         print()
-    print(f"report: {paths['report']}\nboxes:  {paths['boxes']}")
+    where = sys.stderr if args.json else sys.stdout
+    print(f"report: {paths['report']}\nboxes:  {paths['boxes']}", file=where)
     return 0 if result.nominal_inside else 3
 
 

@@ -8,7 +8,8 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
     [training]  loss, lr, epochs, batch_size, shuffle, seed, lr_schedule, lr_decay, lr_min, clip
     [threat]    eps, points, k, label_k, label_mode, label_eps, discrete, feature_bounds, test_eps,
                 paired
-    [method]    name
+    [method]    name, solver, relax, time_limit, workers, lp_first, test_mip, resume
+                (solver options apply to method 'mibp')
     [output]    dir
 """
 
@@ -78,6 +79,13 @@ class ThreatConfig:
 @dataclass
 class MethodConfig:
     name: str = "interval"
+    solver: str = "scip"
+    relax: str = "exact"
+    time_limit: float | None = 10.0
+    workers: int | None = None
+    lp_first: bool = True
+    test_mip: bool = True
+    resume: bool = False
 
 
 @dataclass

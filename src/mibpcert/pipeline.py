@@ -90,16 +90,40 @@ def build_problem(cfg: Config) -> Problem:
     return Problem(data, arch, recipe, build_threat(cfg), theta0)
 
 
+def method_options(cfg: Config, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Options of the configured method (solver settings apply to ``mibp`` only)."""
+    m = cfg.method
+    if m.name != "mibp":
+        return {}
+    return {
+        "solver": m.solver,
+        "relax": m.relax,
+        "time_limit": m.time_limit,
+        "workers": m.workers,
+        "lp_first": m.lp_first,
+        "checkpoint_dir": out_dir,
+        "resume": m.resume,
+    }
+
+
 def certify_problem(
     problem: Problem,
     method: str = "interval",
     on_step: StepCallback | None = None,
     config: dict | None = None,
+    options: dict[str, Any] | None = None,
+    test_mip: bool = False,
 ) -> RunResult:
-    """Bound training with ``method`` and certify the test set from the final box."""
+    """Bound training with ``method`` and certify the test set from the final box.
+
+    ``options`` go to the method's constructor (e.g. ``solver``, ``relax`` for ``mibp``);
+    ``test_mip`` refines the interval test-time verdicts with one MIP per open test point,
+    solved with the method's ``solver``/``relax``/``time_limit``/``workers`` options.
+    """
+    options = dict(options or {})
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    meth = get_method(method)
+    meth = get_method(method, **options)
     meth.check(problem)
     nominal = problem.train_nominal()
     timings["nominal_training"] = time.perf_counter() - t0
@@ -119,6 +143,23 @@ def certify_problem(
             int(data.n_classes),
             test_box,
         )
+        if test_mip:
+            from mibpcert.certify.mip import refine_with_mip
+            from mibpcert.parallel import make_executor
+
+            X_lo, X_hi = threat.test_box(data.X_test)
+            with make_executor(options.get("workers")) as executor:
+                refine_with_mip(
+                    test,
+                    problem.arch,
+                    bounds.box(),
+                    X_lo,
+                    X_hi,
+                    options.get("solver", "scip"),
+                    options.get("relax", "exact"),
+                    options.get("time_limit", 10.0),
+                    executor,
+                )
     else:
         test = certify_regression(
             problem.arch, bounds.box(), nominal.final, data.X_test, data.y_test, test_box
@@ -143,6 +184,12 @@ def certify_problem(
         param_names=problem.arch.param_names(),
         steps_per_epoch=problem.recipe.steps_per_epoch(data.n_train),
     )
+    result.warnings.extend(bounds.warnings)
+    if result.nominal_diverged:
+        result.warnings.append(
+            "the ordinary training on clean data diverged (NaN/inf parameters); lower the "
+            "learning rate. Bounds of the diverged steps are meaningless."
+        )
     if not result.nominal_inside:
         result.warnings.append(
             "the clean training trajectory left the certified boxes: this indicates a bug; "
@@ -162,7 +209,14 @@ def run(
     """
     cfg = config or Config()
     problem = build_problem(cfg)
-    result = certify_problem(problem, cfg.method.name, on_step=on_step, config=cfg.to_dict())
+    result = certify_problem(
+        problem,
+        cfg.method.name,
+        on_step=on_step,
+        config=cfg.to_dict(),
+        options=method_options(cfg, out_dir),
+        test_mip=cfg.method.name == "mibp" and cfg.method.test_mip,
+    )
     if out_dir is not None:
         result.save(out_dir)
     return result

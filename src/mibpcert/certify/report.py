@@ -60,9 +60,17 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def nominal_diverged(self) -> bool:
+        """The ordinary training on clean data itself produced NaN/inf parameters."""
+        return not bool(np.all(np.isfinite(self.nominal.thetas)))
+
+    @property
     def nominal_inside(self) -> bool:
-        """Self-check: clean training is one of the attacks, so it must lie inside every box."""
-        return bool(self.bounds.contains(self.nominal.thetas).all())
+        """Self-check: clean training is one of the attacks, so it must lie inside every box
+        (checked on the steps before the ordinary training diverged, if it did)."""
+        finite = np.all(np.isfinite(self.nominal.thetas), axis=1)
+        ok = self.bounds.contains(self.nominal.thetas)
+        return bool(np.all(ok | ~finite))
 
     @property
     def metrics(self) -> dict:

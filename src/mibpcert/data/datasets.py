@@ -215,14 +215,20 @@ def _split(
             f"dataset {name!r} has {n} points; cannot split into n_train={n_train} and "
             f"n_test={n_test} (both must be >= 1 and sum to at most {n})."
         )
-    Xtr, Xte, ytr, yte = train_test_split(
-        X,
-        y,
-        train_size=int(n_train),
-        test_size=int(n_test),
-        random_state=seed,
-        stratify=y if stratify else None,
-    )
+    try:
+        Xtr, Xte, ytr, yte = train_test_split(
+            X,
+            y,
+            train_size=int(n_train),
+            test_size=int(n_test),
+            random_state=seed,
+            stratify=y if stratify else None,
+        )
+    except ValueError as exc:
+        raise DataError(
+            f"dataset {name!r}: cannot make a stratified split with n_train={n_train}, "
+            f"n_test={n_test}: {exc}. Each split needs at least one point per class."
+        ) from None
     return Xtr, Xte, ytr, yte
 
 

@@ -6,9 +6,10 @@ from mibpcert.errors import ConfigError
 from mibpcert.methods.agt import AGTMethod
 from mibpcert.methods.base import Method, ParameterBounds, StepCallback
 from mibpcert.methods.interval import IntervalMethod
+from mibpcert.methods.mibp import MIBPMethod
 
-METHODS: dict[str, type] = {"interval": IntervalMethod, "agt": AGTMethod}
-PLANNED = ("mibp", "exact")
+METHODS: dict[str, type] = {"interval": IntervalMethod, "agt": AGTMethod, "mibp": MIBPMethod}
+PLANNED = ("exact",)
 
 
 def get_method(name: str, **options) -> Method:

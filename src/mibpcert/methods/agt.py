@@ -36,7 +36,7 @@ import numpy as np
 from mibpcert.bounds import network, ops
 from mibpcert.bounds.interval import Interval
 from mibpcert.bounds.ops import LabelSet
-from mibpcert.methods.base import ParameterBounds, StepCallback
+from mibpcert.methods.base import ParameterBounds, StepCallback, box_relaxation_notes
 from mibpcert.problem import Problem
 
 
@@ -77,7 +77,7 @@ class AGTMethod:
     name = "agt"
 
     def check(self, problem: Problem) -> list[str]:
-        notes = [
+        notes = box_relaxation_notes(problem, budgets=True) + [
             "the attacker's choice of the k poisoned points is relaxed per parameter coordinate "
             "(top-k differences)."
         ]

@@ -29,6 +29,7 @@ class ParameterBounds:
     notes: list[str] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     step_info: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def box(self, t: int = -1) -> Interval:
         return Interval(self.lower[t], self.upper[t])
@@ -43,6 +44,37 @@ class ParameterBounds:
     def contains(self, thetas: np.ndarray, tol: float = 0.0) -> np.ndarray:
         """Per-step flags: is trajectory row t inside box t (all parameters)?"""
         return np.all((self.lower - tol <= thetas) & (thetas <= self.upper + tol), axis=1)
+
+
+def box_relaxation_notes(problem: Problem, budgets: bool) -> list[str]:
+    """Notes on how per-point boxes over-approximate the threat model (``interval``, ``agt``).
+
+    ``budgets``: the method counts poisoned points (k, label_k) instead of letting every point
+    change.
+    """
+    t = problem.threat
+    n = problem.data.n_train
+    notes = []
+    if not budgets and t.perturbs_features and t.k is not None and t.k < len(t.scope(n)):
+        notes.append(
+            f"k-of-n feature poisoning (k={t.k}) is bounded as if every point in scope were "
+            "perturbed (sound, looser)."
+        )
+    if not budgets and 0 < t.label_k < n:
+        notes.append(
+            f"label changes on any {t.label_k} points are bounded as if every label could "
+            "change (sound, looser)."
+        )
+    if t.perturbs_features and t.discrete:
+        notes.append(
+            "discrete feature domains are bounded by their range [min, max] (sound, looser)."
+        )
+    if t.paired and t.label_k > 0:
+        notes.append(
+            "paired budgets: every point's label is treated as changeable, also outside the "
+            "points whose features change (sound, looser)."
+        )
+    return notes
 
 
 class Method(Protocol):

@@ -13,8 +13,26 @@ import numpy as np
 
 from mibpcert.bounds import network, ops
 from mibpcert.bounds.interval import Interval
-from mibpcert.methods.base import ParameterBounds, StepCallback
+from mibpcert.bounds.ops import LabelSet
+from mibpcert.methods.base import ParameterBounds, StepCallback, box_relaxation_notes
 from mibpcert.problem import Problem
+
+
+def interval_step(
+    problem: Problem,
+    theta: Interval,
+    idx: np.ndarray,
+    lr: float,
+    X: Interval | None = None,
+    labels: LabelSet | None = None,
+) -> Interval:
+    """One interval training step on batch ``idx`` with learning rate ``lr`` from the parameter
+    box ``theta`` (every point perturbable)."""
+    X = problem.input_box() if X is None else X
+    labels = problem.label_set() if labels is None else labels
+    recipe = problem.recipe
+    g = network.batch_gradient(problem.arch, theta, X[idx], labels[idx], recipe.loss, recipe.clip)
+    return ops.sgd_update(theta, g, lr)
 
 
 class IntervalMethod:
@@ -23,24 +41,11 @@ class IntervalMethod:
     name = "interval"
 
     def check(self, problem: Problem) -> list[str]:
-        t = problem.threat
-        n = problem.data.n_train
-        notes = []
-        if t.k is not None and 0 < t.k < len(t.scope(n)):
-            notes.append(
-                f"k-of-n feature poisoning (k={t.k}) is bounded as if every point in scope were "
-                "perturbed (sound, looser)."
-            )
-        if 0 < t.label_k < n:
-            notes.append(
-                f"label changes on any {t.label_k} points are bounded as if every label could "
-                "change (sound, looser)."
-            )
-        return notes
+        return box_relaxation_notes(problem, budgets=False)
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
         notes = self.check(problem)
-        arch, recipe = problem.arch, problem.recipe
+        arch = problem.arch
         X = problem.input_box()
         labels = problem.label_set()
         batches = problem.batches()
@@ -52,8 +57,7 @@ class IntervalMethod:
         seconds = []
         for step, idx in enumerate(batches):
             t0 = time.perf_counter()
-            g = network.batch_gradient(arch, theta, X[idx], labels[idx], recipe.loss, recipe.clip)
-            theta = ops.sgd_update(theta, g, recipe.lr_at(step))
+            theta = interval_step(problem, theta, idx, problem.recipe.lr_at(step), X, labels)
             lower[step + 1], upper[step + 1] = theta.lo, theta.hi
             seconds.append(time.perf_counter() - t0)
             if on_step is not None:

@@ -101,9 +101,10 @@ class ThreatModel:
             raise ThreatModelError(
                 "paired = true needs k (the number of points whose features may change)."
             )
-        scope = self.scope(n)
         if self.points is not None:
             pts = np.asarray(self.points)
+            if pts.dtype.kind not in "iu" and pts.size:
+                raise ThreatModelError(f"points must be integer indices, got {self.points!r}.")
             if pts.size == 0:
                 raise ThreatModelError("points is empty; give at least one training index.")
             if pts.dtype.kind not in "iu":
@@ -115,6 +116,7 @@ class ThreatModel:
                 )
             if len(np.unique(pts)) != len(pts):
                 raise ThreatModelError("points contains duplicate indices.")
+        scope = self.scope(n)
         if self.k is not None:
             if not isinstance(self.k, (int, np.integer)) or self.k < 0:
                 raise ThreatModelError(f"k must be a non-negative integer, got {self.k!r}.")
@@ -235,9 +237,14 @@ class ThreatModel:
                 "feature_bounds must be a pair (low, high) of numbers or per-feature lists."
             ) from None
         d = data.n_features
-        lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (d,)) if np.ndim(lo) == 0 else lo
-        hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (d,)) if np.ndim(hi) == 0 else hi
-        lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        try:
+            lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ThreatModelError(
+                f"feature_bounds must hold numbers, got {self.feature_bounds!r}."
+            ) from None
+        lo = np.broadcast_to(lo, (d,)) if lo.ndim == 0 else lo
+        hi = np.broadcast_to(hi, (d,)) if hi.ndim == 0 else hi
         if lo.shape != (d,) or hi.shape != (d,):
             raise ThreatModelError(
                 f"feature_bounds must give scalars or {d} values per side, got shapes "

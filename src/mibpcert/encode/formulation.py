@@ -1,0 +1,121 @@
+"""Solver-neutral optimisation models: variables, linear rows, bilinear products, objectives.
+
+A :class:`Formulation` is plain data (numpy arrays and lists), picklable, so that worker processes
+can rebuild it in their own solver. It never imports a solver; :mod:`mibpcert.solvers` translates
+it. Encoders in :mod:`mibpcert.encode` fill it.
+
+* variables ``j = 0..n-1`` with bounds ``lb[j] <= x_j <= ub[j]`` (finite or +-inf) and a type,
+  ``"C"`` (continuous) or ``"B"`` (binary; its bounds are within [0, 1]);
+* linear rows ``lo <= sum_k coef_k x_{idx_k} <= hi`` (``lo``/``hi`` may be -inf/+inf; equal for an
+  equality);
+* bilinear products ``x_z = x_a * x_b`` with both ``a`` and ``b`` continuous (products with a
+  binary factor are linearised exactly by the encoder and never appear here);
+* objectives: ``sum_k coef_k x_{idx_k} + constant``, minimised or maximised, given per solve.
+
+``relaxed("milp")`` replaces every product by its McCormick envelope (four linear rows from the
+factor bounds); ``relaxed("lp")`` additionally drops integrality. Both are sound relaxations: every
+point feasible for the exact model stays feasible.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Sense = Literal["min", "max"]
+RELAX_MODES = ("exact", "milp", "lp")
+
+
+@dataclass(frozen=True)
+class LinearObjective:
+    """``sum coef * x[idx] + constant``, to be minimised or maximised."""
+
+    idx: np.ndarray
+    coef: np.ndarray
+    constant: float = 0.0
+    sense: Sense = "min"
+    name: str = ""
+
+
+@dataclass
+class Formulation:
+    """A mixed-integer (bilinear) program without objective; see the module docstring."""
+
+    lb: list[float] = field(default_factory=list)
+    ub: list[float] = field(default_factory=list)
+    vtype: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    rows: list[tuple[np.ndarray, np.ndarray, float, float]] = field(default_factory=list)
+    products: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.lb)
+
+    @property
+    def n_binaries(self) -> int:
+        return sum(1 for t in self.vtype if t == "B")
+
+    def add_var(self, lb: float, ub: float, vtype: str = "C", name: str = "") -> int:
+        """Add one variable; return its index."""
+        if not lb <= ub:
+            raise ValueError(f"variable {name!r}: lower bound {lb} > upper bound {ub}")
+        self.lb.append(float(lb))
+        self.ub.append(float(ub))
+        self.vtype.append(vtype)
+        self.names.append(name or f"x{len(self.lb) - 1}")
+        return len(self.lb) - 1
+
+    def add_row(self, idx, coef, lo: float = -np.inf, hi: float = np.inf) -> None:
+        """Add ``lo <= sum coef * x[idx] <= hi``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        coef = np.asarray(coef, dtype=np.float64)
+        if idx.shape != coef.shape:
+            raise ValueError("row index and coefficient arrays differ in shape")
+        self.rows.append((idx, coef, float(lo), float(hi)))
+
+    def add_product(self, z: int, a: int, b: int) -> None:
+        """Add the bilinear equality ``x_z = x_a * x_b`` (both factors continuous, bounded)."""
+        self.products.append((int(z), int(a), int(b)))
+
+    def stats(self) -> dict:
+        return {
+            "variables": self.n_vars,
+            "binaries": self.n_binaries,
+            "linear_rows": len(self.rows),
+            "bilinear_products": len(self.products),
+        }
+
+    def relaxed(self, mode: str) -> Formulation:
+        """The model for relaxation ``mode``: ``exact`` (itself), ``milp`` or ``lp``."""
+        if mode not in RELAX_MODES:
+            raise ValueError(f"unknown relaxation {mode!r}; use one of {RELAX_MODES}")
+        if mode == "exact":
+            return self
+        out = copy.copy(self)
+        out.rows = list(self.rows)
+        out.products = []
+        for z, a, b in self.products:
+            add_mccormick(out, z, a, b)
+        if mode == "lp":
+            out.vtype = ["C"] * self.n_vars
+        return out
+
+
+def add_mccormick(f: Formulation, z: int, a: int, b: int) -> None:
+    """McCormick envelope of ``z = a * b`` over the bounds of a and b (4 linear rows).
+
+    z >= la b + lb a - la lb,  z >= ua b + ub a - ua ub,
+    z <= ua b + lb a - ua lb,  z <= la b + ub a - la ub.
+    """
+    la, ua, lb_, ub_ = f.lb[a], f.ub[a], f.lb[b], f.ub[b]
+    if not all(np.isfinite(v) for v in (la, ua, lb_, ub_)):
+        raise ValueError(f"McCormick envelope of {f.names[z]!r} needs bounded factors")
+    idx = [z, b, a]
+    f.add_row(idx, [1.0, -la, -lb_], lo=-la * lb_)
+    f.add_row(idx, [1.0, -ua, -ub_], lo=-ua * ub_)
+    f.add_row(idx, [1.0, -ua, -lb_], hi=-ua * lb_)
+    f.add_row(idx, [1.0, -la, -ub_], hi=-la * ub_)

@@ -1,0 +1,47 @@
+"""Picklable solve tasks: one formulation, several objectives, one backend (run by executors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mibpcert.encode.formulation import Formulation, LinearObjective
+
+
+@dataclass(frozen=True)
+class SolveTask:
+    """A chunk of objectives over one formulation, solved in one session of ``backend``."""
+
+    formulation: Formulation
+    objectives: list[LinearObjective]
+    backend: str
+    time_limit: float | None
+
+
+def solve_task(task: SolveTask) -> list:
+    """Build the model once and solve every objective of the task (runs in a worker)."""
+    from mibpcert.solvers import get_backend
+
+    backend = get_backend(task.backend)
+    with backend.session(task.formulation, time_limit=task.time_limit) as session:
+        return [session.solve(obj, time_limit=task.time_limit) for obj in task.objectives]
+
+
+def solve_many(
+    formulation: Formulation,
+    objectives: list[LinearObjective],
+    backend: str,
+    time_limit: float | None,
+    executor,
+) -> list:
+    """Solve ``objectives`` over ``formulation`` with ``executor``; results in objective order.
+
+    Objectives are dealt round-robin into 2 chunks per worker (each chunk builds the model once).
+    """
+    n = max(1, min(2 * executor.workers, len(objectives)))
+    chunks = [objectives[k::n] for k in range(n)]
+    tasks = [SolveTask(formulation, c, backend, time_limit) for c in chunks if c]
+    out: list = [None] * len(objectives)
+    for c, res in enumerate(executor.map(solve_task, tasks)):
+        for k, r in enumerate(res):
+            out[c + k * n] = r
+    return out
