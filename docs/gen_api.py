@@ -31,7 +31,17 @@ MODULES = (
     "mibpcert.bounds",
     "mibpcert.bounds.ops",
     "mibpcert.methods",
+    "mibpcert.methods.agt",
+    "mibpcert.methods.mibp",
+    "mibpcert.encode",
+    "mibpcert.encode.formulation",
+    "mibpcert.encode.builder",
+    "mibpcert.encode.step",
+    "mibpcert.encode.margin",
+    "mibpcert.solvers",
+    "mibpcert.parallel",
     "mibpcert.certify",
+    "mibpcert.certify.mip",
     "mibpcert.pipeline",
     "mibpcert.config",
 )
@@ -70,6 +80,40 @@ def _section_items(lines: list[str]) -> list[str]:
     return [_inline(i) for i in items]
 
 
+_TABLE_BORDER = re.compile(r"^=+( +=+)+$")
+
+
+def _simple_table(lines: list[str], i: int) -> tuple[list[str], int]:
+    """A reST simple table starting at border line ``i`` -> (Markdown rows, index after it)."""
+    border = lines[i]
+    spans = [(m.start(), m.end()) for m in re.finditer(r"=+", border)]
+
+    def cells(line: str) -> list[str]:
+        out = []
+        for k, (a, _end) in enumerate(spans):
+            end = len(line) if k == len(spans) - 1 else spans[k + 1][0]
+            out.append(_inline(line[a:end].strip()).replace("|", "\\|"))
+        return out
+
+    rows: list[list[str]] = []
+    borders = 1
+    j = i + 1
+    while j < len(lines) and lines[j].strip():
+        if _TABLE_BORDER.match(lines[j].strip()):
+            borders += 1
+            j += 1
+            if borders == 3:
+                break
+            continue
+        rows.append(cells(lines[j]))
+        j += 1
+    if not rows:
+        return [], i + 1
+    md = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(spans)]
+    md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return md, j
+
+
 def md_doc(doc: str | None) -> str:
     """A cleaned docstring as Markdown."""
     if not doc:
@@ -80,6 +124,12 @@ def md_doc(doc: str | None) -> str:
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
+        if _TABLE_BORDER.match(stripped):
+            table, j = _simple_table(lines, i)
+            if table:
+                out += [""] + table + [""]
+                i = j
+                continue
         if stripped in SECTIONS:
             j = i + 1
             block = []
@@ -317,6 +367,18 @@ def doc_module(modname: str) -> list[str]:
     doc = md_doc(module.__doc__)
     if doc:
         lines += [doc, ""]
+    if getattr(module, "__file__", None) is None:  # namespace package: no __init__.py
+        subs = [m for m in MODULES if m.startswith(modname + ".")]
+        lines += (
+            [
+                "A namespace package (no `__init__.py`, nothing to import from it directly); its "
+                "modules:",
+                "",
+            ]
+            + [f"- [`{m}`](#{anchor(m)})" for m in subs]
+            + [""]
+        )
+        return lines
     attr_docs = attribute_docs(module)
     refs, body = [], []
     for name in public_names(module):

@@ -330,6 +330,36 @@ def test_session_reuse_matches_fresh_sessions(name):
             assert r.primal == pytest.approx(f.primal, abs=TOL)
 
 
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_sessions_with_different_threads_interleave(name):
+    """Open sessions with different thread counts can take turns (HiGHS shares one scheduler)."""
+    backend = backend_or_skip(name)
+    o, expected = milp_cases()[0]
+    with (
+        backend.session(small_milp(), threads=1) as s1,
+        backend.session(small_milp(), threads=2) as s2,
+    ):
+        for s in (s1, s2, s1, s2):
+            check_optimal(s.solve(o), expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("scip", {"numerics/feastol": 1e-7}, {"no/such/param": 1}),
+        ("highs", {"solver": "ipm"}, {"no_such_option": 1}),
+        ("gurobi", {"Method": 2}, {"NoSuchParam": 1}),
+    ],
+)
+def test_native_options(name, good, bad):
+    backend = backend_or_skip(name)
+    with backend.session(small_lp(), options=good) as s:
+        for o, expected in lp_cases():
+            check_optimal(s.solve(o), expected)
+    with pytest.raises(ConfigError, match="invalid"):
+        backend.session(small_lp(), options=bad)
+
+
 # (f) time limits: a subset-sum knapsack that branch-and-bound cannot close quickly
 
 
@@ -430,6 +460,24 @@ def test_unbounded_proves_nothing(name):
         assert r.dual_bound is None and r.bound(1e-6, 1e-6) is None
         r = s.solve(obj([x], [1.0], "max"))  # same session, now bounded
         check_optimal(r, 0.0)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_infeasible_or_unbounded_is_resolved(name):
+    """LP-feasible but integer-infeasible with an unbounded free variable: presolve may only say
+    'infeasible or unbounded'; the backends re-solve without dual reductions to tell."""
+    backend = backend_or_skip(name)
+    f = Formulation()
+    x = f.add_var(-np.inf, np.inf)
+    bs = [f.add_var(0, 1, "B") for _ in range(3)]
+    f.add_row(bs, [2, 2, 2], lo=3, hi=3)  # no binary point: 2 * (integer) != 3
+    f.add_row([x, bs[0]], [1, 1], hi=5)
+    with backend.session(f) as s:
+        for _ in range(2):  # and the session stays usable afterwards
+            for sense in ("min", "max"):
+                r = s.solve(obj([x], [1.0], sense))
+                assert r.status == Status.INFEASIBLE, r
+                assert r.dual_bound == (math.inf if sense == "min" else -math.inf)
 
 
 # (h) importing the package imports no solver

@@ -181,13 +181,20 @@ def _certify(args: argparse.Namespace) -> int:
     def on_step(done: int, total: int) -> None:
         bar.update(done - bar.n)
 
+    options = method_options(cfg, cfg.output.dir)
+    if cfg.method.name == "mibp" and not bar.disable:
+
+        def on_solves(done: int, total: int) -> None:
+            bar.set_postfix_str(f"solves {done}/{total}")
+
+        options["on_solves"] = on_solves
     try:
         result = certify_problem(
             problem,
             cfg.method.name,
             on_step=on_step,
             config=cfg.to_dict(),
-            options=method_options(cfg, cfg.output.dir),
+            options=options,
             test_mip=cfg.method.name == "mibp" and cfg.method.test_mip,
         )
     finally:

@@ -29,14 +29,17 @@ With per-sample gradient clipping (``TrainingRecipe.clip``), every g_i and h_i i
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from mibpcert.bounds import network, ops
 from mibpcert.bounds.interval import Interval
 from mibpcert.bounds.ops import LabelSet
-from mibpcert.methods.base import ParameterBounds, StepCallback, box_relaxation_notes
+from mibpcert.methods.base import (
+    ParameterBounds,
+    StepCallback,
+    box_loop,
+    box_relaxation_notes,
+)
 from mibpcert.problem import Problem
 
 
@@ -94,29 +97,16 @@ class AGTMethod:
         return notes
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
-        notes = self.check(problem)
-        arch, recipe = problem.arch, problem.recipe
         X_poison = problem.input_box()
         labels_poison = problem.label_set()
-        batches = problem.batches()
-        T, m = len(batches), arch.n_params
-        lower = np.empty((T + 1, m))
-        upper = np.empty((T + 1, m))
-        lower[0] = upper[0] = problem.theta0
-        theta = Interval.point(problem.theta0)
-        seconds, info = [], []
-        for step, idx in enumerate(batches):
-            t0 = time.perf_counter()
+
+        def step_fn(theta: Interval, step: int, idx: np.ndarray):
             k = poisoned_budget(problem, idx)
             total = self._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
             grad = ops.divide(total, float(len(idx)))
-            theta = ops.sgd_update(theta, grad, recipe.lr_at(step))
-            lower[step + 1], upper[step + 1] = theta.lo, theta.hi
-            seconds.append(time.perf_counter() - t0)
-            info.append({"poisoned_budget": k})
-            if on_step is not None:
-                on_step(step + 1, T)
-        return ParameterBounds(self.name, lower, upper, notes, seconds, info)
+            return ops.sgd_update(theta, grad, problem.recipe.lr_at(step)), {"poisoned_budget": k}
+
+        return box_loop(self.name, problem, step_fn, self.check(problem), on_step)
 
     @staticmethod
     def _gradient_sum(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -75,6 +76,38 @@ def box_relaxation_notes(problem: Problem, budgets: bool) -> list[str]:
             "points whose features change (sound, looser)."
         )
     return notes
+
+
+StepFunction = Callable[[Interval, int, np.ndarray], tuple[Interval, dict | None]]
+"""``step_fn(box, step, batch_indices) -> (next box, info or None)``."""
+
+
+def box_loop(
+    name: str,
+    problem: Problem,
+    step_fn: StepFunction,
+    notes: list[str],
+    on_step: StepCallback | None = None,
+) -> ParameterBounds:
+    """Run ``step_fn`` over the training schedule from the initial parameters; collect boxes."""
+    batches = problem.batches()
+    T, m = len(batches), problem.arch.n_params
+    lower = np.empty((T + 1, m))
+    upper = np.empty((T + 1, m))
+    lower[0] = upper[0] = problem.theta0
+    theta = Interval.point(problem.theta0)
+    seconds: list[float] = []
+    info: list[dict] = []
+    for step, idx in enumerate(batches):
+        t0 = time.perf_counter()
+        theta, extra = step_fn(theta, step, idx)
+        lower[step + 1], upper[step + 1] = theta.lo, theta.hi
+        seconds.append(time.perf_counter() - t0)
+        if extra is not None:
+            info.append(extra)
+        if on_step is not None:
+            on_step(step + 1, T)
+    return ParameterBounds(name, lower, upper, notes, seconds, info)
 
 
 class Method(Protocol):

@@ -7,14 +7,17 @@ independent intervals. Widths therefore only grow: width(theta') = width(theta) 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from mibpcert.bounds import network, ops
 from mibpcert.bounds.interval import Interval
 from mibpcert.bounds.ops import LabelSet
-from mibpcert.methods.base import ParameterBounds, StepCallback, box_relaxation_notes
+from mibpcert.methods.base import (
+    ParameterBounds,
+    StepCallback,
+    box_loop,
+    box_relaxation_notes,
+)
 from mibpcert.problem import Problem
 
 
@@ -44,22 +47,10 @@ class IntervalMethod:
         return box_relaxation_notes(problem, budgets=False)
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
-        notes = self.check(problem)
-        arch = problem.arch
         X = problem.input_box()
         labels = problem.label_set()
-        batches = problem.batches()
-        T, m = len(batches), arch.n_params
-        lower = np.empty((T + 1, m))
-        upper = np.empty((T + 1, m))
-        lower[0] = upper[0] = problem.theta0
-        theta = Interval.point(problem.theta0)
-        seconds = []
-        for step, idx in enumerate(batches):
-            t0 = time.perf_counter()
-            theta = interval_step(problem, theta, idx, problem.recipe.lr_at(step), X, labels)
-            lower[step + 1], upper[step + 1] = theta.lo, theta.hi
-            seconds.append(time.perf_counter() - t0)
-            if on_step is not None:
-                on_step(step + 1, T)
-        return ParameterBounds(self.name, lower, upper, notes, seconds)
+
+        def step_fn(theta: Interval, step: int, idx: np.ndarray):
+            return interval_step(problem, theta, idx, problem.recipe.lr_at(step), X, labels), None
+
+        return box_loop(self.name, problem, step_fn, self.check(problem), on_step)

@@ -25,6 +25,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,7 @@ class MIBPMethod:
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
         self_check_samples: int = 16,
+        on_solves: Callable[[int, int], None] | None = None,
     ) -> None:
         if relax not in RELAX_MODES:
             raise ConfigError(f"unknown relaxation {relax!r}; use one of {', '.join(RELAX_MODES)}.")
@@ -76,6 +78,8 @@ class MIBPMethod:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.resume = resume
         self.self_check_samples = self_check_samples
+        #: called as ``on_solves(done, total)`` as the solves of the current step finish
+        self.on_solves = on_solves
 
     # ------------------------------------------------------------------ set-up
     def check(self, problem: Problem) -> list[str]:
@@ -195,12 +199,17 @@ class MIBPMethod:
             return unresolved
 
         relax = self.relax
+        total = len(objectives) * (2 if relax == "exact" and self.lp_first else 1)
+        if self.on_solves is not None:
+            self.on_solves(0, total)
         if relax == "exact" and self.lp_first:
             lp_backend = "highs" if get_backend("highs").available() else self.solver
             lp_res = solve_many(
                 enc.formulation.relaxed("lp"), objectives, lp_backend, self.time_limit, executor
             )
             apply(pending, lp_res)
+            if self.on_solves is not None:
+                self.on_solves(len(objectives), total)
             tol = 1e-7 * (1.0 + np.abs(nominal_next))
             pending = [
                 k
@@ -220,6 +229,8 @@ class MIBPMethod:
             )
             apply(pending, res)
         stats[f"{relax}_solves"] = len(pending)
+        if self.on_solves is not None:
+            self.on_solves(total, total)
         crossed = lo > hi
         if crossed.any():  # numerical trouble: keep the interval bound there
             lo[crossed], hi[crossed] = itv.lo[crossed], itv.hi[crossed]

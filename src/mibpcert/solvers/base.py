@@ -25,6 +25,7 @@ import importlib.util
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -305,6 +306,7 @@ class Session(ABC):
         time_limit: float | None,
         gap: float,
         verbose: bool,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.arrays = formulation_arrays(formulation)
@@ -312,6 +314,8 @@ class Session(ABC):
         self.time_limit = time_limit
         self.gap = gap
         self.verbose = verbose
+        #: native solver options applied after mibpcert's defaults (see :meth:`Backend.session`)
+        self.options = dict(options or {})
         self.is_mip = bool(self.arrays.binary.any() or self.arrays.products)
         self.n_solves = 0
         self.closed = False
@@ -469,8 +473,8 @@ class Backend(ABC):
     """One solver, detected without importing it.
 
     Subclasses set ``name``, ``module`` (the import name), ``package`` (the pip requirement),
-    ``capabilities`` and ``feasibility_tolerance``, and implement :meth:`_import` and
-    :meth:`_make_session`.
+    ``capabilities`` and ``feasibility_tolerance``, and ``session_class``, and implement
+    :meth:`_import`.
     """
 
     name: ClassVar[str]
@@ -480,6 +484,8 @@ class Backend(ABC):
     #: the solver's primal feasibility tolerance with our settings: the size of constraint
     #: violations a reported optimum may hide; use it (scaled) to pad dual bounds.
     feasibility_tolerance: ClassVar[float] = 1e-6
+    #: the :class:`Session` subclass this backend builds
+    session_class: ClassVar[type[Session]]
 
     def available(self) -> bool:
         """Whether the solver's Python package is installed (does not import it)."""
@@ -512,7 +518,6 @@ class Backend(ABC):
     def _import(self) -> Any:
         """Import and return the solver module; raise on licence problems."""
 
-    @abstractmethod
     def _make_session(
         self,
         formulation: Formulation,
@@ -520,8 +525,10 @@ class Backend(ABC):
         time_limit: float | None,
         gap: float,
         verbose: bool,
+        options: dict[str, Any],
     ) -> Session:
-        """Build a :class:`Session` (arguments already validated)."""
+        """Build a :class:`Session` of ``session_class`` (arguments already validated)."""
+        return self.session_class(self, formulation, threads, time_limit, gap, verbose, options)
 
     def session(
         self,
@@ -530,6 +537,7 @@ class Backend(ABC):
         time_limit: float | None = None,
         gap: float = 0.0,
         verbose: bool = False,
+        options: Mapping[str, Any] | None = None,
     ) -> Session:
         """Build the solver model for ``formulation`` once and return a reusable session.
 
@@ -539,11 +547,14 @@ class Backend(ABC):
             time_limit: default seconds per solve; ``None`` for no limit.
             gap: relative MIP gap at which a solve may stop (``0.0``: prove optimality).
             verbose: show the solver's log.
+            options: native solver options set after mibpcert's defaults (SCIP parameters,
+                HiGHS options, Gurobi parameters), e.g. ``{"solver": "ipm"}`` for HiGHS. An
+                expert hook: options that loosen tolerances also loosen the dual bounds.
 
         Raises:
             UnsupportedError: solver missing/unlicensed, or the formulation needs a capability
                 the solver lacks (see :func:`solve_capable`).
-            ConfigError: invalid ``threads``, ``time_limit`` or ``gap``.
+            ConfigError: invalid ``threads``, ``time_limit``, ``gap`` or ``options``.
         """
         if int(threads) < 1:
             raise ConfigError(f"threads must be >= 1, got {threads!r}")
@@ -553,7 +564,9 @@ class Backend(ABC):
         time_limit = _check_time_limit(time_limit)
         self.check()
         solve_capable(self, formulation)
-        return self._make_session(formulation, int(threads), time_limit, gap, bool(verbose))
+        return self._make_session(
+            formulation, int(threads), time_limit, gap, bool(verbose), dict(options or {})
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {sorted(self.capabilities)}>"

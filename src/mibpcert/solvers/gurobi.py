@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mibpcert.errors import UnsupportedError
+from mibpcert.errors import ConfigError, UnsupportedError
 from mibpcert.solvers.base import Backend, Session, SolveResult, Status, dense_objective
 
 if TYPE_CHECKING:
-    from mibpcert.encode.formulation import Formulation, LinearObjective
+    from mibpcert.encode.formulation import LinearObjective
 
 LICENCE_MESSAGE = (
     "Gurobi's pip licence is limited to 2000 variables/constraints (200 with bilinear terms); "
@@ -98,16 +98,6 @@ class GurobiBackend(Backend):
                 f"Gurobi cannot start: {exc}; use --solver scip"
             ) from exc
 
-    def _make_session(
-        self,
-        formulation: Formulation,
-        threads: int,
-        time_limit: float | None,
-        gap: float,
-        verbose: bool,
-    ) -> GurobiSession:
-        return GurobiSession(self, formulation, threads, time_limit, gap, verbose)
-
 
 class GurobiSession(Session):
     """One Gurobi model in its own environment; each :meth:`solve` sets Obj, ObjCon, ModelSense."""
@@ -128,6 +118,11 @@ class GurobiSession(Session):
             model.Params.MIPGap = float(self.gap)
             if a.products:
                 model.Params.NonConvex = 2
+            for key, value in self.options.items():
+                try:
+                    model.setParam(key, value)
+                except gp.GurobiError as exc:
+                    raise ConfigError(f"invalid Gurobi parameter {key}={value!r}: {exc}") from exc
             vtype = np.where(a.binary, grb.BINARY, grb.CONTINUOUS)
             lb = np.where(np.isinf(a.lb), -grb.INFINITY, a.lb)
             ub = np.where(np.isinf(a.ub), grb.INFINITY, a.ub)
@@ -160,7 +155,7 @@ class GurobiSession(Session):
                 # optimize(), not while building) rather than at the first solve
                 model.Params.TimeLimit = 0.0
                 model.optimize()
-        except gp.GurobiError as exc:
+        except Exception as exc:
             env.dispose()
             err = _licence_error(exc)
             if err is not None:
@@ -231,3 +226,6 @@ def _status_name(gp: Any, code: int) -> str:
         if not name.startswith("_") and getattr(gp.GRB.Status, name) == code:
             return name
     return f"UNKNOWN({code})"
+
+
+GurobiBackend.session_class = GurobiSession

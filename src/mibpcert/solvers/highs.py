@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mibpcert.errors import ConfigError
 from mibpcert.solvers.base import Backend, Session, SolveResult, Status, dense_objective
 
 if TYPE_CHECKING:
-    from mibpcert.encode.formulation import Formulation, LinearObjective
+    from mibpcert.encode.formulation import LinearObjective
 
 #: ``HighsModelStatus`` member names -> :class:`Status`.
 HIGHS_STATUS: dict[str, str] = {
@@ -74,16 +75,6 @@ class HiGHSBackend(Backend):
 
         return highspy
 
-    def _make_session(
-        self,
-        formulation: Formulation,
-        threads: int,
-        time_limit: float | None,
-        gap: float,
-        verbose: bool,
-    ) -> HiGHSSession:
-        return HiGHSSession(self, formulation, threads, time_limit, gap, verbose)
-
 
 class HiGHSSession(Session):
     """One ``highspy.Highs`` instance; each :meth:`solve` changes costs, offset and sense."""
@@ -119,6 +110,10 @@ class HiGHSSession(Session):
         self._set(h, "threads", int(self.threads))
         self._set(h, "mip_rel_gap", float(self.gap))
         self._set(h, "mip_abs_gap", 1e-9 if self.gap == 0 else 1e-6)
+        for key, value in self.options.items():
+            if key in ("time_limit", "threads"):
+                raise ConfigError(f"set HiGHS {key!r} through the session arguments")
+            self._set(h, key, value)
         status = h.passModel(lp)
         if status == hs.HighsStatus.kError:
             raise RuntimeError("HiGHS rejected the model (passModel returned an error)")
@@ -126,9 +121,9 @@ class HiGHSSession(Session):
         self._cost = np.zeros(a.n_vars)
         self._is_lp = not a.binary.any()
 
-    @staticmethod
-    def _set(h: Any, option: str, value: Any) -> None:
-        h.setOptionValue(option, value)
+    def _set(self, h: Any, option: str, value: Any) -> None:
+        if h.setOptionValue(option, value) == self._hs.HighsStatus.kError:
+            raise ConfigError(f"invalid HiGHS option {option}={value!r}")
 
     def _solve(
         self, objective: LinearObjective, time_limit: float | None, return_x: bool
@@ -192,3 +187,6 @@ class HiGHSSession(Session):
         self._h = None
         if h is not None:
             h.clear()
+
+
+HiGHSBackend.session_class = HiGHSSession

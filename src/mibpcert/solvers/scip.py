@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mibpcert.errors import ConfigError
 from mibpcert.solvers.base import Backend, Session, SolveResult, Status, objective_arrays
 
 if TYPE_CHECKING:
-    from mibpcert.encode.formulation import Formulation, LinearObjective
+    from mibpcert.encode.formulation import LinearObjective
 
 #: PySCIPOpt ``Model.getStatus()`` strings -> :class:`Status`.
 SCIP_STATUS: dict[str, str] = {
@@ -69,16 +70,6 @@ class SCIPBackend(Backend):
 
         return pyscipopt
 
-    def _make_session(
-        self,
-        formulation: Formulation,
-        threads: int,
-        time_limit: float | None,
-        gap: float,
-        verbose: bool,
-    ) -> SCIPSession:
-        return SCIPSession(self, formulation, threads, time_limit, gap, verbose)
-
 
 class SCIPSession(Session):
     """One SCIP model; each :meth:`solve` frees the transformed problem and swaps the objective."""
@@ -94,6 +85,11 @@ class SCIPSession(Session):
             model.hideOutput()
         model.setParam("limits/gap", self.gap)
         model.setParam("heuristics/lpface/freq", -1)
+        for key, value in self.options.items():
+            try:
+                model.setParam(key, value)
+            except Exception as exc:  # PySCIPOpt raises KeyError/LookupError/TypeError
+                raise ConfigError(f"invalid SCIP parameter {key}={value!r}: {exc}") from exc
         self._inf = float(model.infinity())
 
         def finite(v: float) -> float | None:
@@ -195,3 +191,6 @@ class SCIPSession(Session):
         self._terms = []
         if model is not None:
             model.freeProb()
+
+
+SCIPBackend.session_class = SCIPSession
