@@ -215,3 +215,25 @@ def test_exact_bound_is_attained_by_its_replayed_incumbent(threat):
                 assert abs(replayed - r.dual_bound) <= 1e-6 + 1e-6 * abs(r.dual_bound)
                 checked += 1
     assert checked >= 4
+
+
+def test_resume_extends_a_finished_run_with_more_epochs(tmp_path):
+    short = _problem(ThreatModel(eps=0.05), n=6, epochs=2)
+    long = _problem(ThreatModel(eps=0.05), n=6, epochs=4)
+    opts = dict(workers=1, relax="lp", solver="highs", checkpoint_dir=tmp_path)
+    get_method("mibp", **opts).bound(short)
+    calls = []
+    extended = get_method("mibp", resume=True, **opts).bound(
+        long, on_step=lambda d, t: calls.append(d)
+    )
+    fresh = get_method("mibp", workers=1, relax="lp", solver="highs").bound(long)
+    np.testing.assert_array_equal(extended.lower, fresh.lower)
+    np.testing.assert_array_equal(extended.upper, fresh.upper)
+    assert calls[0] == 2  # resumed after the two finished steps
+
+
+def test_mibp_never_looser_than_agt_under_a_budget():
+    p = _problem(ThreatModel(eps=0.1, k=1), n=8, epochs=3)
+    res = get_method("mibp", workers=1, relax="lp", solver="highs").bound(p)
+    agt = get_method("agt").bound(p)
+    assert np.all(res.lower >= agt.lower) and np.all(res.upper <= agt.upper)

@@ -33,8 +33,8 @@ def refine_with_mip(
     open_points = [p["index"] for p in cert.points if p["certified_class"] is None]
     for p in cert.points:
         p.setdefault("proof", "interval" if p["certified_class"] is not None else None)
+    cert.metrics.update(mip_solves=0, mip_statuses={}, certified_by_mip=0)
     if not open_points:
-        cert.metrics["mip_solves"] = 0
         return cert
     tasks = []
     for i in open_points:
@@ -48,11 +48,13 @@ def refine_with_mip(
         for r in res:
             statuses[r.status] = statuses.get(r.status, 0) + 1
         point = cert.points[i]
-        point["mip_margin_lower_bound"] = (
-            None if any(b is None for b in bounds) else float(min(bounds))
-        )
-        if all(b is not None and b > 0 for b in bounds):
-            c = point["nominal_prediction"]
+        mip_margin = None if any(b is None for b in bounds) else float(min(bounds))
+        point["mip_margin_lower_bound"] = mip_margin
+        c = point["nominal_prediction"]
+        if mip_margin is not None and c == point["label"]:
+            # both are sound lower bounds on the true-class margin: keep the better one
+            point["margin_lower_bound"] = max(point["margin_lower_bound"], mip_margin)
+        if mip_margin is not None and mip_margin > 0:
             point.update(
                 certified_class=c,
                 verdict="certified",

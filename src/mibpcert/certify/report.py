@@ -14,6 +14,12 @@ from mibpcert.methods.base import ParameterBounds
 from mibpcert.model.trainer import Trajectory
 
 REPORT_FILE = "report.json"
+PROOFS = {
+    "interval": "interval arithmetic with outward rounding",
+    "agt": "interval arithmetic with outward rounding, top-k poisoning budget",
+    "mibp": "solver dual bounds padded by 1e-6 + 1e-6|b|, intersected with interval/agt steps; "
+    "interval fallback where a solve proved nothing",
+}
 BOXES_FILE = "boxes.npz"
 
 
@@ -116,9 +122,7 @@ class RunResult:
             "versions": versions(),
             "metrics": self.metrics,
             "soundness": {
-                "bounds": "interval arithmetic with outward rounding"
-                if self.bounds.method in ("interval", "agt")
-                else self.bounds.method,
+                "bounds": PROOFS.get(self.bounds.method, self.bounds.method),
                 "relaxations": list(self.bounds.notes),
                 "nominal_inside_boxes": self.nominal_inside,
             },

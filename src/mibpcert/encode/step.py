@@ -163,11 +163,14 @@ def _label_changes(
     if t.label_k == 0 or problem.data.task == "regression":
         return {}
     y = problem.data.y_train
+    scope = set(t.scope(problem.data.n_train).tolist())
     flips: dict[int, Expr] = {}
     for i in idx:
         i = int(i)
         if isinstance(t.label_mode, int) and y[i] == t.label_mode:
             continue  # a targeted change cannot change a point already of the target class
+        if t.paired and i not in scope:
+            continue  # paired budgets change labels only on points whose features may change
         flips[i] = b.var(0.0, 1.0, f"flip{i}", binary=True)
     if len(flips) > t.label_k:
         b.constrain(b.add(*flips.values()), hi=float(t.label_k))

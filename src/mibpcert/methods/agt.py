@@ -74,17 +74,35 @@ def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
     return ops.sum_axis(terms, axis=0)
 
 
+def agt_step(
+    problem: Problem,
+    theta: Interval,
+    step: int,
+    idx: np.ndarray,
+    X_poison: Interval,
+    labels_poison: LabelSet,
+) -> Interval:
+    """One AGT training step on batch ``idx`` from the parameter box ``theta``."""
+    k = poisoned_budget(problem, idx)
+    total = AGTMethod._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
+    grad = ops.divide(total, float(len(idx)))
+    return ops.sgd_update(theta, grad, problem.recipe.lr_at(step))
+
+
 class AGTMethod:
     """Abstract gradient training (Sosnin et al., TMLR 2025) over the interval domain."""
 
     name = "agt"
 
     def check(self, problem: Problem) -> list[str]:
-        notes = box_relaxation_notes(problem, budgets=True) + [
-            "the attacker's choice of the k poisoned points is relaxed per parameter coordinate "
-            "(top-k differences)."
-        ]
+        notes = box_relaxation_notes(problem, budgets=True)
         t = problem.threat
+        first = problem.batches()[0]
+        if 0 < poisoned_budget(problem, first) < len(first):
+            notes.append(
+                "the attacker's choice of the k poisoned points is relaxed per parameter "
+                "coordinate (top-k differences)."
+            )
         if problem.recipe.batch_size is not None and problem.recipe.batch_size < (
             problem.data.n_train
         ):
@@ -92,7 +110,7 @@ class AGTMethod:
                 "the global budget is bounded per batch as min(budget, batch size) (sound, "
                 "looser across epochs)."
             )
-        if np.isinf(t.eps) and problem.recipe.clip is None:
+        if np.isinf(t.eps) and problem.recipe.clip is None and t.feature_bounds is None:
             notes.append("eps = inf without gradient clipping gives unbounded (infinite) boxes.")
         return notes
 
@@ -101,10 +119,8 @@ class AGTMethod:
         labels_poison = problem.label_set()
 
         def step_fn(theta: Interval, step: int, idx: np.ndarray):
-            k = poisoned_budget(problem, idx)
-            total = self._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
-            grad = ops.divide(total, float(len(idx)))
-            return ops.sgd_update(theta, grad, problem.recipe.lr_at(step)), {"poisoned_budget": k}
+            nxt = agt_step(problem, theta, step, idx, X_poison, labels_poison)
+            return nxt, {"poisoned_budget": poisoned_budget(problem, idx)}
 
         return box_loop(self.name, problem, step_fn, self.check(problem), on_step)
 

@@ -7,8 +7,8 @@ maximising every updated parameter theta'_j gives the next box. Soundness:
 * each bound is the solver's **dual bound** (never its incumbent), moved outward by
   ``pad_abs + pad_rel * |bound|``; a solve that ends without a finite dual bound (error,
   numerical trouble) falls back to the interval bound of that coordinate, and is counted;
-* every new box is intersected with the interval method's box from Theta_t, so ``mibp`` is
-  never looser than one interval step from the same box;
+* every new box is intersected with the interval step (and, under k-of-n or label budgets, the
+  ``agt`` step) from Theta_t, so ``mibp`` is never looser than those from the same box;
 * a runtime self-check trains single steps from random theta in Theta_t on random attacks with
   the ordinary trainer; a coordinate whose bound excludes such a point (a solver or tolerance
   failure) falls back to the interval bound and the run is warned.
@@ -34,6 +34,7 @@ from mibpcert.bounds.interval import Interval
 from mibpcert.encode.formulation import RELAX_MODES
 from mibpcert.encode.step import check_supported, encode_step
 from mibpcert.errors import ConfigError, MibpcertError
+from mibpcert.methods.agt import agt_step
 from mibpcert.methods.base import ParameterBounds, StepCallback
 from mibpcert.methods.interval import interval_step
 from mibpcert.model.losses import encode_targets
@@ -45,6 +46,15 @@ from mibpcert.solvers.tasks import solve_many
 CHECKPOINT_FILE = "mibp_checkpoint.npz"
 PAD_ABS = 1e-6
 PAD_REL = 1e-6
+
+
+def _meets(result, value: float) -> bool:
+    """Whether the (unpadded) dual bound of ``result`` already reaches the feasible ``value``."""
+    d = result.dual_bound
+    if d is None or np.isnan(d):
+        return False
+    tol = 1e-7 * (1.0 + abs(value))
+    return d >= value - tol if result.sense == "min" else d <= value + tol
 
 
 class MIBPMethod:
@@ -114,7 +124,9 @@ class MIBPMethod:
             h.update(np.ascontiguousarray(arr).tobytes())
         meta = {
             "arch": str(problem.arch),
-            "recipe": problem.recipe.to_dict(),
+            # epochs excluded: a finished run can be resumed with more epochs (the batch order
+            # and learning rate of the first epochs do not depend on the total)
+            "recipe": {k: v for k, v in problem.recipe.to_dict().items() if k != "epochs"},
             "threat": problem.threat.describe(),
             "relax": self.relax,
             "solver": self.solver,
@@ -140,6 +152,10 @@ class MIBPMethod:
                 on_step(start, T)
         nominal = problem.train_nominal().thetas
         X_box, labels = problem.input_box(), problem.label_set()
+        t = problem.threat
+        has_budget = (t.k is not None and t.perturbs_features) or 0 < t.label_k < (
+            problem.data.n_train
+        )
         rng = np.random.default_rng(12345)
         warnings: list[str] = []
         with make_executor(self.workers) as executor:
@@ -148,6 +164,8 @@ class MIBPMethod:
                 box = Interval(lower[step], upper[step])
                 idx, lr = batches[step], problem.recipe.lr_at(step)
                 itv = interval_step(problem, box, idx, lr, X_box, labels)
+                if has_budget:
+                    itv = itv.intersect(agt_step(problem, box, step, idx, X_box, labels))
                 lo, hi, stats = self._solve_step(
                     problem, step, box, itv, nominal[step + 1], executor
                 )
@@ -210,17 +228,9 @@ class MIBPMethod:
             apply(pending, lp_res)
             if self.on_solves is not None:
                 self.on_solves(len(objectives), total)
-            tol = 1e-7 * (1.0 + np.abs(nominal_next))
-            pending = [
-                k
-                for k in pending
-                if (
-                    objectives[k].sense == "min" and lo[k // 2] < nominal_next[k // 2] - tol[k // 2]
-                )
-                or (
-                    objectives[k].sense == "max" and hi[k // 2] > nominal_next[k // 2] + tol[k // 2]
-                )
-            ]
+            # The clean step is feasible, so no bound can pass its value: an objective whose LP
+            # dual bound already meets it cannot gain from an exact solve.
+            pending = [k for k in pending if not _meets(lp_res[k], nominal_next[k // 2])]
             stats["lp_solves"] = len(objectives)
         form = enc.formulation.relaxed(relax)
         if pending:
@@ -294,9 +304,9 @@ class MIBPMethod:
                     f"checkpoint {str(path)!r} belongs to a different problem or method setting; "
                     "use another output directory or drop --resume."
                 )
-            done = int(ck["done"])
-            lower[: done + 1] = ck["lower"]
-            upper[: done + 1] = ck["upper"]
-            seconds.extend(float(s) for s in ck["seconds"])
-            info.extend(json.loads(str(ck["info"])))
+            done = min(int(ck["done"]), lower.shape[0] - 1)
+            lower[: done + 1] = ck["lower"][: done + 1]
+            upper[: done + 1] = ck["upper"][: done + 1]
+            seconds.extend(float(s) for s in ck["seconds"][:done])
+            info.extend(json.loads(str(ck["info"]))[:done])
         return done
