@@ -19,7 +19,7 @@ from mibpcert.pipeline import certify_problem
 from mibpcert.problem import Problem
 from mibpcert.solvers import get_backend
 from mibpcert.solvers.tasks import solve_many
-from mibpcert.threat import ThreatModel
+from mibpcert.threat import DiscreteFeature, ThreatModel
 
 pytest.importorskip("pyscipopt")
 pytest.importorskip("highspy")
@@ -237,3 +237,61 @@ def test_mibp_never_looser_than_agt_under_a_budget():
     res = get_method("mibp", workers=1, relax="lp", solver="highs").bound(p)
     agt = get_method("agt").bound(p)
     assert np.all(res.lower >= agt.lower) and np.all(res.upper <= agt.upper)
+
+
+def _soundness(p, relax, solver, rng, attacks=40):
+    res = get_method("mibp", workers=1, relax=relax, solver=solver).bound(p)
+    data = p.data
+    for _ in range(attacks):
+        X, y = p.threat.sample(
+            data.X_train, data.y_train, rng, data.task, data.n_classes, vertex_prob=0.7
+        )
+        traj = p.train_poisoned(X, y)
+        inside = res.contains(traj.thetas)
+        assert inside.all(), f"left the box at step {int(np.argmin(inside))}"
+    return res
+
+
+LOSS_CASES = {
+    "bce-label": dict(
+        data=("moons", {}), arch="2-3-1", loss="bce", threat=ThreatModel(eps=0.05, label_k=1)
+    ),
+    "ce-3class-any": dict(
+        data=("iris", {"standardize": True}),
+        arch="4-3-3",
+        loss="ce",
+        threat=ThreatModel(eps=0.05, label_k=1, label_mode="any"),
+    ),
+    "mse-regression": dict(
+        data=("diabetes", {"standardize": True}),
+        arch="10-2-1",
+        loss="mse",
+        threat=ThreatModel(eps=0.02, k=2, label_k=1, label_eps=0.1),
+    ),
+    "hinge-discrete": dict(
+        data=("moons", {}),
+        arch="2-3-1",
+        loss="hinge",
+        threat=ThreatModel(eps=0.05, k=2, discrete=(DiscreteFeature(1, (0.0, 0.5)),)),
+    ),
+    "minibatch": dict(
+        data=("moons", {}),
+        arch="2-3-1",
+        loss="hinge",
+        batch_size=4,
+        threat=ThreatModel(eps=0.05, k=1),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LOSS_CASES), ids=list(LOSS_CASES))
+@pytest.mark.parametrize("relax", ["lp", "milp"])
+def test_sampling_soundness_losses_and_threats(case, relax):
+    c = LOSS_CASES[case]
+    name, kw = c["data"]
+    data = load_dataset(name, n_train=8, n_test=10, seed=0, **kw)
+    a = Architecture.parse(c["arch"])
+    rec = TrainingRecipe(loss=c["loss"], lr=0.2, epochs=2, batch_size=c.get("batch_size"))
+    p = Problem(data, a, rec, c["threat"], init_params(a, 0))
+    res = _soundness(p, relax, "highs", np.random.default_rng(5))
+    assert not res.warnings
