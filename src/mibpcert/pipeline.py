@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -55,34 +56,10 @@ def build_threat(cfg: Config) -> ThreatModel:
 
 def build_problem(cfg: Config) -> Problem:
     """Load the data, parse the model, and validate everything against each other."""
-    d = cfg.data
-    data = load_dataset(
-        d.dataset,
-        n_train=d.n_train,
-        n_test=d.n_test,
-        noise=d.noise,
-        seed=d.seed,
-        standardize=d.standardize,
-        test_fraction=d.test_fraction,
-        task=d.task,
-        label_column=d.label_column,
-        test_path=d.test_path,
-        poly_degree=d.poly_degree,
-    )
+    data_args = dataclasses.asdict(cfg.data)
+    data = load_dataset(data_args.pop("dataset"), **data_args)
     arch = Architecture.parse(cfg.model.arch)
-    tr = cfg.training
-    recipe = TrainingRecipe(
-        loss=tr.loss,
-        lr=tr.lr,
-        epochs=tr.epochs,
-        batch_size=tr.batch_size,
-        shuffle=tr.shuffle,
-        seed=tr.seed,
-        lr_schedule=tr.lr_schedule,
-        lr_decay=tr.lr_decay,
-        lr_min=tr.lr_min,
-        clip=tr.clip,
-    )
+    recipe = TrainingRecipe(**dataclasses.asdict(cfg.training))
     if cfg.model.init_file:
         theta0 = load_params(cfg.model.init_file, arch)
     else:
