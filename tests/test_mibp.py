@@ -295,3 +295,11 @@ def test_sampling_soundness_losses_and_threats(case, relax):
     p = Problem(data, a, rec, c["threat"], init_params(a, 0))
     res = _soundness(p, relax, "highs", np.random.default_rng(5))
     assert not res.warnings
+
+
+def test_process_pool_gives_the_same_boxes_as_in_process():
+    p = _problem(ThreatModel(eps=0.05), n=6, epochs=2)
+    one = get_method("mibp", workers=1, relax="lp", solver="highs").bound(p)
+    two = get_method("mibp", workers=2, relax="lp", solver="highs").bound(p)
+    np.testing.assert_array_equal(one.lower, two.lower)
+    np.testing.assert_array_equal(one.upper, two.upper)

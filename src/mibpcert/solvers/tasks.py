@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from mibpcert.encode.formulation import Formulation, LinearObjective
 
+CHUNKS = 8
+"""Objectives of one formulation are split into this many independent solver sessions."""
+
 
 @dataclass(frozen=True)
 class SolveTask:
@@ -35,9 +38,11 @@ def solve_many(
 ) -> list:
     """Solve ``objectives`` over ``formulation`` with ``executor``; results in objective order.
 
-    Objectives are dealt round-robin into 2 chunks per worker (each chunk builds the model once).
+    Objectives are dealt round-robin into ``CHUNKS`` chunks (each chunk builds the model once and
+    warm-starts its later solves). The chunking does not depend on the executor, so every
+    executor, whatever its number of workers, returns bit-identical results.
     """
-    n = max(1, min(2 * executor.workers, len(objectives)))
+    n = max(1, min(CHUNKS, len(objectives)))
     chunks = [objectives[k::n] for k in range(n)]
     tasks = [SolveTask(formulation, c, backend, time_limit) for c in chunks if c]
     out: list = [None] * len(objectives)
