@@ -235,12 +235,16 @@ def _sigmoid_relaxation(b: Builder, o: Expr, name: str) -> Expr:
     k_min *= 1.0 - 16 * UNIT
     pL_lo, pU_hi = float(s.lo[0]), float(s.hi[1])
     pL_hi, pU_lo = float(s.hi[0]), float(s.lo[1])
+
+    def pad(*terms: float) -> float:  # rounding of the right-hand sides below
+        return 1e-12 + 8 * UNIT * sum(abs(t) for t in terms)
+
     # p <= sigma(L) + k_max (o - L);  p >= sigma(U) - k_max (U - o)
-    b.constrain(b.affine([(1.0, p), (-k_max, o)]), hi=pL_hi - k_max * L + 1e-12)
-    b.constrain(b.affine([(1.0, p), (-k_max, o)]), lo=pU_lo - k_max * U - 1e-12)
+    b.constrain(b.affine([(1.0, p), (-k_max, o)]), hi=pL_hi - k_max * L + pad(pL_hi, k_max * L))
+    b.constrain(b.affine([(1.0, p), (-k_max, o)]), lo=pU_lo - k_max * U - pad(pU_lo, k_max * U))
     # p >= sigma(L) + k_min (o - L);  p <= sigma(U) - k_min (U - o)
-    b.constrain(b.affine([(1.0, p), (-k_min, o)]), lo=pL_lo - k_min * L - 1e-12)
-    b.constrain(b.affine([(1.0, p), (-k_min, o)]), hi=pU_hi - k_min * U + 1e-12)
+    b.constrain(b.affine([(1.0, p), (-k_min, o)]), lo=pL_lo - k_min * L - pad(pL_lo, k_min * L))
+    b.constrain(b.affine([(1.0, p), (-k_min, o)]), hi=pU_hi - k_min * U + pad(pU_hi, k_min * U))
     return p
 
 
