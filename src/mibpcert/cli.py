@@ -66,6 +66,32 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
 ]
 
 
+# switch -> (config key, value it sets, help)
+_SWITCHES: list[tuple[str, str, bool, str]] = [
+    ("--standardize", "data.standardize", True, "standardise features (train statistics)"),
+    ("--no-shuffle", "training.shuffle", False, "keep the data order in every epoch"),
+    (
+        "--paired",
+        "threat.paired",
+        True,
+        "label changes only on the (at most max(k, label_k)) points whose features change",
+    ),
+    (
+        "--resume",
+        "method.resume",
+        True,
+        "mibp: continue an interrupted run from its checkpoint in --out",
+    ),
+    ("--no-lp-first", "method.lp_first", False, "mibp: no LP pass before exact solves"),
+    (
+        "--no-test-mip",
+        "method.test_mip",
+        False,
+        "mibp: certify test points by interval propagation only",
+    ),
+]
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -107,54 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         elif key == "threat.feature_bounds":
             conv = _float_pair
         cert.add_argument(flag, dest=key, type=conv, default=None, help=help_)
-    cert.add_argument(
-        "--standardize",
-        dest="data.standardize",
-        action="store_const",
-        const=True,
-        default=None,
-        help="standardise features (train statistics)",
-    )
-    cert.add_argument(
-        "--no-shuffle",
-        dest="training.shuffle",
-        action="store_const",
-        const=False,
-        default=None,
-        help="keep the data order in every epoch",
-    )
-    cert.add_argument(
-        "--paired",
-        dest="threat.paired",
-        action="store_const",
-        const=True,
-        default=None,
-        help="label changes only on the (at most max(k, label_k)) points whose features change",
-    )
-    cert.add_argument(
-        "--resume",
-        dest="method.resume",
-        action="store_const",
-        const=True,
-        default=None,
-        help="mibp: continue an interrupted run from its checkpoint in --out",
-    )
-    cert.add_argument(
-        "--no-lp-first",
-        dest="method.lp_first",
-        action="store_const",
-        const=False,
-        default=None,
-        help="mibp: no LP pass before exact solves",
-    )
-    cert.add_argument(
-        "--no-test-mip",
-        dest="method.test_mip",
-        action="store_const",
-        const=False,
-        default=None,
-        help="mibp: certify test points by interval propagation only",
-    )
+    for flag, key, const, help_ in _SWITCHES:
+        cert.add_argument(
+            flag, dest=key, action="store_const", const=const, default=None, help=help_
+        )
     cert.add_argument("--no-progress", action="store_true", help="no progress bar")
     cert.add_argument("--quiet", "-q", action="store_true", help="print only the output paths")
     cert.add_argument("--json", action="store_true", help="print the metrics as JSON")
