@@ -6,7 +6,8 @@ maximising every updated parameter theta'_j gives the next box. Soundness:
 
 * each bound is the solver's **dual bound** (never its incumbent), moved outward by
   ``pad_abs + pad_rel * |bound|``; a solve that ends without a finite dual bound (error,
-  numerical trouble) falls back to the interval bound of that coordinate, and is counted;
+  numerical trouble) leaves its coordinate at the best earlier bound (the LP pass, else the
+  interval/agt step), and is counted;
 * every new box is intersected with the interval step (and, under k-of-n or label budgets, the
   ``agt`` step) from Theta_t, so ``mibp`` is never looser than those from the same box;
 * a runtime self-check trains single steps from random theta in Theta_t on random attacks with
