@@ -297,11 +297,17 @@ def _output_gradient(
     return [b.affine([(1.0, p), (-1.0, e)]) for p, e in zip(ps, onehot, strict=True)]
 
 
-def encode_step(problem: Problem, step: int, box: Interval) -> StepEncoding:
-    """The MIBP of training step ``step`` over parameters in ``box``."""
+def encode_step(
+    problem: Problem, step: int, box: Interval, batch: np.ndarray | None = None
+) -> StepEncoding:
+    """The MIBP of training step ``step`` over parameters in ``box``.
+
+    ``batch``: the step's training indices when the caller already holds the schedule (else it
+    is recomputed from the recipe).
+    """
     check_supported(problem)
     arch = problem.arch
-    idx = problem.batches()[step]
+    idx = problem.batches()[step] if batch is None else batch
     lr = problem.recipe.lr_at(step)
     b = Builder()
     names = arch.param_names()

@@ -168,7 +168,7 @@ class MIBPMethod:
                 if has_budget:
                     itv = itv.intersect(agt_step(problem, box, step, idx, X_box, labels))
                 lo, hi, stats = self._solve_step(
-                    problem, step, box, itv, nominal[step + 1], executor
+                    problem, step, idx, box, itv, nominal[step + 1], executor
                 )
                 lo, hi, bad = self._self_check(problem, box, idx, lr, lo, hi, itv, rng)
                 if bad:
@@ -186,10 +186,10 @@ class MIBPMethod:
                     on_step(step + 1, T)
         return ParameterBounds(self.name, lower, upper, notes, seconds, info, warnings)
 
-    def _solve_step(self, problem, step, box, itv, nominal_next, executor):
+    def _solve_step(self, problem, step, idx, box, itv, nominal_next, executor):
         from mibpcert.solvers import get_backend
 
-        enc = encode_step(problem, step, box)
+        enc = encode_step(problem, step, box, idx)
         objectives = enc.objectives()
         m = len(enc.theta_vars)
         lo, hi = itv.lo.copy(), itv.hi.copy()
