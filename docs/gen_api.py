@@ -42,7 +42,9 @@ MODULES = (
     "mibpcert.parallel",
     "mibpcert.certify",
     "mibpcert.certify.mip",
+    "mibpcert.certify.plots",
     "mibpcert.pipeline",
+    "mibpcert.sweep",
     "mibpcert.config",
 )
 SECTIONS = ("Attributes:", "Args:", "Arguments:", "Parameters:", "Returns:", "Raises:")

@@ -163,21 +163,6 @@ def test_bad_flag_value_returns_2(tmp_path, monkeypatch, capsys, flags, match):
     assert not (out / "report.json").exists()
 
 
-def test_planned_method_returns_2(tmp_path, monkeypatch, capsys):
-    from mibpcert.methods import PLANNED
-
-    if not PLANNED:
-        pytest.skip("every method is implemented in this version")
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "planned"
-    assert (
-        main(["certify", "--no-progress", *SMALL, "--out", str(out), "--method", PLANNED[0]]) == 2
-    )
-    err = capsys.readouterr().err
-    assert err.startswith("mibpcert: error:") and "not implemented" in err
-    assert not (out / "report.json").exists()
-
-
 def test_unparseable_flag_value_exits_2(capsys):
     for flags in (["--eps", "abc"], ["--points", "1,x"], ["--feature-bounds", "0"]):
         with pytest.raises(SystemExit) as exc:

@@ -38,6 +38,7 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--loss", "training.loss", str, "hinge | bce | ce | mse"),
     ("--lr", "training.lr", float, "learning rate"),
     ("--epochs", "training.epochs", int, "epochs"),
+    ("--steps", "training.steps", int, "gradient steps (sets epochs; full batch: = epochs)"),
     ("--batch-size", "training.batch_size", int, "batch size (default: full batch)"),
     ("--seed", "training.seed", int, "seed of the batch order"),
     ("--lr-schedule", "training.lr_schedule", str, "constant | inverse | exponential"),
@@ -57,11 +58,26 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--label-eps", "threat.label_eps", float, "regression: max target shift"),
     ("--feature-bounds", "threat.feature_bounds", None, "LOW,HIGH box all features stay in"),
     ("--test-eps", "threat.test_eps", float, "l-inf radius of test-time perturbations"),
-    ("--method", "method.name", str, "interval | agt | mibp (exact: planned)"),
-    ("--solver", "method.solver", str, "mibp: scip (default) | highs | gurobi"),
+    ("--method", "method.name", str, "interval | agt | mibp | exact"),
+    ("--solver", "method.solver", str, "mibp, exact: scip (default) | highs | gurobi"),
     ("--relax", "method.relax", str, "mibp: exact (bilinear MIP) | milp | lp (McCormick)"),
-    ("--time-limit", "method.time_limit", float, "mibp: seconds per solve (default 10)"),
-    ("--workers", "method.workers", int, "mibp: worker processes (default: all cores)"),
+    ("--time-limit", "method.time_limit", float, "seconds per solve (mibp) / program (exact)"),
+    ("--workers", "method.workers", int, "mibp, exact: worker processes (default: all cores)"),
+    (
+        "--objective",
+        "method.objective",
+        str,
+        "exact: mse (regression) | margin (per test point) | misclassified (one shared attack)",
+    ),
+    (
+        "--test-points",
+        "method.test_points",
+        None,
+        "exact, margin: comma-separated test points to solve exactly (default: all open ones)",
+    ),
+    ("--heuristic-time", "method.heuristic_time", float, "exact: seconds for the attack heuristic"),
+    ("--executor", "method.executor", str, "mibp: process (default) | inprocess | ray"),
+    ("--ray-address", "method.ray_address", str, "mibp: Ray cluster to use (default: local Ray)"),
     ("--out", "output.dir", str, "output directory (report.json, boxes.npz)"),
 ]
 
@@ -83,6 +99,8 @@ _SWITCHES: list[tuple[str, str, bool, str]] = [
         "mibp: continue an interrupted run from its checkpoint in --out",
     ),
     ("--no-lp-first", "method.lp_first", False, "mibp: no LP pass before exact solves"),
+    ("--no-tighten", "method.tighten", False, "exact: no LP bound tightening per step"),
+    ("--no-heuristic", "method.heuristic", False, "exact: no primal heuristic / start solution"),
     (
         "--no-test-mip",
         "method.test_mip",
@@ -128,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--config", "-c", help="TOML or YAML configuration file")
     for flag, key, typ, help_ in _FLAGS:
         conv = typ
-        if key == "threat.points":
+        if key in ("threat.points", "method.test_points"):
             conv = _int_list
         elif key == "threat.feature_bounds":
             conv = _float_pair
@@ -140,7 +158,69 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--no-progress", action="store_true", help="no progress bar")
     cert.add_argument("--quiet", "-q", action="store_true", help="print only the output paths")
     cert.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_study_commands(sub)
     return parser
+
+
+def _add_study_commands(sub) -> None:
+    """The ``sweep`` and ``plot`` subcommands."""
+    sw = sub.add_parser(
+        "sweep",
+        help="run a grid of certifications (methods x eps x k x seeds) from a sweep config",
+        description="Run every cell of the [sweep] grid of CONFIG (one run per cell, written to "
+        "OUT/cells/<cell>/), skip cells already done with the same configuration, and write "
+        "OUT/sweep.csv and OUT/sweep.json.",
+    )
+    sw.add_argument("config", help="TOML or YAML file: run sections plus a [sweep] section")
+    sw.add_argument("--out", help="output directory (default: [output] dir, else sweeps/NAME)")
+    sw.add_argument("--executor", help="process (default) | inprocess | ray")
+    sw.add_argument("--workers", type=int, help="workers of the executor (default: all cores)")
+    sw.add_argument("--ray-address", help="Ray cluster to use (default: a local Ray runtime)")
+    sw.add_argument(
+        "--parallel-cells",
+        action="store_true",
+        help="run whole cells in parallel through the executor (each cell with one worker)",
+    )
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sw.add_argument("--quiet", "-q", action="store_true", help="print only the output paths")
+    pl = sub.add_parser(
+        "plot",
+        help="draw PNG plots of a run directory or a sweep directory",
+        description="Sweep directory: certified accuracy vs eps and box width per step. Run "
+        "directory: box width per step, and the exact method's bounds over time if present.",
+    )
+    pl.add_argument("path", help="a run directory (report.json) or a sweep directory (sweep.json)")
+    pl.add_argument("--out", help="where to write the PNG files (default: PATH)")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from mibpcert.sweep import load_sweep, resolve_out_dir, run_sweep
+
+    spec = load_sweep(args.config)
+    out = resolve_out_dir(spec, args.out)
+    rows = run_sweep(
+        spec,
+        out,
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        parallel_cells=args.parallel_cells,
+        progress=not (args.no_progress or args.quiet),
+        print_table=not args.quiet,
+    )
+    print(f"table: {out / 'sweep.csv'}\njson:  {out / 'sweep.json'}")
+    return 0 if all(r["nominal_inside"] for r in rows) else 3
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from mibpcert.certify.plots import plot_dir
+
+    def note(msg: str) -> None:
+        print(f"mibpcert: {msg}", file=sys.stderr)
+
+    for path in plot_dir(args.path, args.out, on_message=note):
+        print(path)
+    return 0
 
 
 def _certify(args: argparse.Namespace) -> int:
@@ -170,6 +250,17 @@ def _certify(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"solves {done}/{total}")
 
         options["on_solves"] = on_solves
+    if cfg.method.name == "exact" and not bar.disable:
+
+        def progress(t: float, primal: float | None, dual: float | None) -> None:
+            p = "-" if primal is None else f"{primal:.6g}"
+            d = "-" if dual is None else f"{dual:.6g}"
+            bar.set_postfix_str(f"solve {t:.1f}s attack {p} bound {d}")
+
+        def on_point(done: int, total: int) -> None:
+            bar.set_postfix_str(f"test points {done}/{total}")
+
+        options.update(progress=progress, on_point=on_point)
     try:
         result = certify_problem(
             problem,
@@ -199,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "plot":
+            return _plot(args)
         return _certify(args)
     except MibpcertError as exc:
         print(f"mibpcert: error: {exc}", file=sys.stderr)

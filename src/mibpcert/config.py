@@ -5,11 +5,13 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
     [data]      dataset, n_train, n_test, noise, seed, standardize, test_fraction, task,
                 label_column, test_path, poly_degree
     [model]     arch, init_seed, init_file
-    [training]  loss, lr, epochs, batch_size, shuffle, seed, lr_schedule, lr_decay, lr_min, clip
+    [training]  loss, lr, epochs, batch_size, shuffle, seed, lr_schedule, lr_decay, lr_min, clip,
+                steps (gradient steps; sets epochs)
     [threat]    eps, points, k, label_k, label_mode, label_eps, discrete, feature_bounds, test_eps,
                 paired
-    [method]    name, solver, relax, time_limit, workers, lp_first, test_mip, resume
-                (solver options apply to method 'mibp')
+    [method]    name, solver, relax, time_limit, workers, lp_first, test_mip, resume, executor,
+                ray_address (solver options apply to method 'mibp'); objective, test_points,
+                tighten, heuristic, heuristic_time (method 'exact')
     [output]    dir
 """
 
@@ -60,6 +62,7 @@ class TrainingConfig:
     lr_decay: float = 0.0
     lr_min: float = 0.0
     clip: float | None = None
+    steps: int | None = None
 
 
 @dataclass
@@ -86,6 +89,13 @@ class MethodConfig:
     lp_first: bool = True
     test_mip: bool = True
     resume: bool = False
+    executor: str = "process"
+    ray_address: str | None = None
+    objective: str | None = None
+    test_points: list[int] | None = None
+    tighten: bool = True
+    heuristic: bool = True
+    heuristic_time: float | None = None
 
 
 @dataclass
@@ -190,6 +200,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def load_config(path: str | Path) -> Config:
     """Read a ``.toml``, ``.yaml`` or ``.yml`` configuration file."""
+    return Config.from_dict(read_config_file(path), source=str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw tables of a ``.toml``, ``.yaml`` or ``.yml`` file (not validated)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r} does not exist.")
@@ -215,4 +230,4 @@ def load_config(path: str | Path) -> Config:
         raise
     except Exception as exc:
         raise ConfigError(f"cannot parse config file {str(path)!r}: {exc}") from exc
-    return Config.from_dict(raw, source=str(path))
+    return raw

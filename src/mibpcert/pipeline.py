@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mibpcert.certify.report import RunResult
-from mibpcert.certify.testtime import certify_classification, certify_regression
+from mibpcert.certify.testtime import (
+    certify_classification,
+    certify_regression,
+    merge_point_verdicts,
+)
 from mibpcert.config import Config
 from mibpcert.data.datasets import load_dataset
 from mibpcert.errors import ConfigError
@@ -59,7 +64,11 @@ def build_problem(cfg: Config) -> Problem:
     data_args = dataclasses.asdict(cfg.data)
     data = load_dataset(data_args.pop("dataset"), **data_args)
     arch = Architecture.parse(cfg.model.arch)
-    recipe = TrainingRecipe(**dataclasses.asdict(cfg.training))
+    train_args = dataclasses.asdict(cfg.training)
+    steps = train_args.pop("steps")
+    if steps is not None:
+        train_args["epochs"] = _epochs_for_steps(steps, data.n_train, train_args["batch_size"])
+    recipe = TrainingRecipe(**train_args)
     if cfg.model.init_file:
         theta0 = load_params(cfg.model.init_file, arch)
     else:
@@ -67,9 +76,37 @@ def build_problem(cfg: Config) -> Problem:
     return Problem(data, arch, recipe, build_threat(cfg), theta0)
 
 
+def _epochs_for_steps(steps: int, n: int, batch_size: int | None) -> int:
+    """Epochs giving exactly ``steps`` gradient steps (full batch: one step per epoch)."""
+    if int(steps) < 1:
+        raise ConfigError(f"[training] steps must be >= 1, got {steps}.")
+    per_epoch = 1 if batch_size is None else -(-n // min(int(batch_size), n))
+    if int(steps) % per_epoch:
+        raise ConfigError(
+            f"[training] steps = {steps} is not a whole number of epochs ({per_epoch} steps per "
+            "epoch with this batch size); set epochs instead, or a multiple of "
+            f"{per_epoch} steps."
+        )
+    return int(steps) // per_epoch
+
+
 def method_options(cfg: Config, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Options of the configured method (solver settings apply to ``mibp`` only)."""
+    """Options of the configured method (solver settings apply to ``mibp`` and ``exact``)."""
     m = cfg.method
+    if m.name == "exact":
+        return {
+            "solver": m.solver,
+            "objective": m.objective,
+            "test_points": m.test_points,
+            "time_limit": m.time_limit,
+            "tighten": m.tighten,
+            "heuristic": m.heuristic,
+            "heuristic_time": m.heuristic_time,
+            "workers": m.workers,
+            "executor": m.executor,
+            "ray_address": m.ray_address,
+            "out_dir": out_dir,
+        }
     if m.name != "mibp":
         return {}
     return {
@@ -80,6 +117,8 @@ def method_options(cfg: Config, out_dir: str | Path | None = None) -> dict[str, 
         "lp_first": m.lp_first,
         "checkpoint_dir": out_dir,
         "resume": m.resume,
+        "executor": m.executor,
+        "ray_address": m.ray_address,
     }
 
 
@@ -95,7 +134,8 @@ def certify_problem(
 
     ``options`` go to the method's constructor (e.g. ``solver``, ``relax`` for ``mibp``);
     ``test_mip`` refines the interval test-time verdicts with one MIP per open test point,
-    solved with the method's ``solver``/``relax``/``time_limit``/``workers`` options.
+    solved with the method's ``solver``/``relax``/``time_limit``/``workers`` options and its
+    executor (``executor``, ``ray_address``).
     """
     options = dict(options or {})
     timings: dict[str, float] = {}
@@ -105,7 +145,13 @@ def certify_problem(
     nominal = problem.train_nominal()
     timings["nominal_training"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    bounds = meth.bound(problem, on_step=on_step)
+    outcome = None
+    if method == "exact":
+        outcome = meth.run(problem, on_step=on_step)
+        bounds = outcome.bounds
+        test_mip = False
+    else:
+        bounds = meth.bound(problem, on_step=on_step)
     timings["bounds"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     data, threat = problem.data, problem.threat
@@ -125,7 +171,11 @@ def certify_problem(
             from mibpcert.parallel import make_executor
 
             X_lo, X_hi = threat.test_box(data.X_test)
-            with make_executor(options.get("workers")) as executor:
+            with make_executor(
+                options.get("workers"),
+                options.get("executor", "process"),
+                options.get("ray_address"),
+            ) as executor:
                 refine_with_mip(
                     test,
                     problem.arch,
@@ -140,6 +190,12 @@ def certify_problem(
     else:
         test = certify_regression(
             problem.arch, bounds.box(), nominal.final, data.X_test, data.y_test, test_box
+        )
+    if outcome is not None and outcome.point_verdicts:
+        merge_point_verdicts(test, outcome.point_verdicts)
+    if outcome is not None and outcome.metrics["objective"] == "mse":
+        test.metrics["worst_case_mse_bound"] = min(
+            test.metrics["worst_case_mse_bound"], outcome.metrics["dual_bound"]
         )
     timings["test_certification"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
@@ -160,6 +216,7 @@ def certify_problem(
         timings=timings,
         param_names=problem.arch.param_names(),
         steps_per_epoch=problem.recipe.steps_per_epoch(data.n_train),
+        exact=None if outcome is None else outcome.section,
     )
     result.warnings.extend(bounds.warnings)
     if result.nominal_diverged:
@@ -175,23 +232,38 @@ def certify_problem(
     return result
 
 
+def _takes(method: str, option: str) -> bool:
+    """Whether the constructor of ``method`` accepts ``option``."""
+    import inspect
+
+    from mibpcert.methods import METHODS
+
+    cls = METHODS.get(method)
+    return cls is not None and option in inspect.signature(cls).parameters
+
+
 def run(
     config: Config | None = None,
     on_step: StepCallback | None = None,
     out_dir: str | Path | None = None,
+    on_solves: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Run a full certification from a :class:`~mibpcert.config.Config` (default: Two-Moons).
 
-    Writes ``report.json`` and ``boxes.npz`` to ``out_dir`` when it is given.
+    Writes ``report.json`` and ``boxes.npz`` to ``out_dir`` when it is given. ``on_solves(done,
+    total)`` is given to methods that report solver progress (``mibp``) and ignored by others.
     """
     cfg = config or Config()
     problem = build_problem(cfg)
+    options = method_options(cfg, out_dir)
+    if on_solves is not None and _takes(cfg.method.name, "on_solves"):
+        options["on_solves"] = on_solves
     result = certify_problem(
         problem,
         cfg.method.name,
         on_step=on_step,
         config=cfg.to_dict(),
-        options=method_options(cfg, out_dir),
+        options=options,
         test_mip=cfg.method.name == "mibp" and cfg.method.test_mip,
     )
     if out_dir is not None:

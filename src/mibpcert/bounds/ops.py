@@ -141,7 +141,19 @@ def hinge_grad(o: Interval, mask: np.ndarray) -> Interval:
     """d/do max(0, 1 - y o) = -y [y o < 1], hull over the allowed y in {-1 (class 0), +1}.
 
     Where y o may equal 1 the gradient is the hull {-y, 0} (any sub-gradient convention).
+    With C > 1 outputs (one-vs-rest hinge) output k may have y_k = +1 when class k is allowed
+    and y_k = -1 when another class is allowed; each output is bounded on its own.
     """
+    C = o.shape[1]
+    if C > 1:
+        cols = []
+        for k in range(C):
+            others = np.delete(mask, k, axis=1).any(axis=1)
+            cols.append(hinge_grad(o[:, k : k + 1], np.stack([others, mask[:, k]], axis=1)))
+        return Interval(
+            np.concatenate([c.lo for c in cols], axis=1),
+            np.concatenate([c.hi for c in cols], axis=1),
+        )
     lo = np.full(o.shape[0], np.inf)
     hi = np.full(o.shape[0], -np.inf)
     for cls, y in ((0, -1.0), (1, 1.0)):

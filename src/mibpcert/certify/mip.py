@@ -8,7 +8,7 @@ from mibpcert.bounds.interval import Interval
 from mibpcert.certify.testtime import TestCertificate
 from mibpcert.encode.margin import encode_margins
 from mibpcert.model.network import Architecture
-from mibpcert.solvers.tasks import SolveTask, solve_task
+from mibpcert.solvers.tasks import SolveTask, run_tasks
 
 PAD_ABS = 1e-6
 PAD_REL = 1e-6
@@ -41,7 +41,7 @@ def refine_with_mip(
         c = cert.points[i]["nominal_prediction"]
         enc = encode_margins(arch, box, X_lo[i], X_hi[i], c)
         tasks.append(SolveTask(enc.formulation.relaxed(relax), enc.objectives, solver, time_limit))
-    results = executor.map(solve_task, tasks)
+    results = run_tasks(tasks, executor)  # a failed task: status 'error', no bound
     statuses: dict[str, int] = {}
     for i, res in zip(open_points, results, strict=True):
         bounds = [r.bound(PAD_ABS, PAD_REL) for r in res]

@@ -19,6 +19,9 @@ PROOFS = {
     "agt": "interval arithmetic with outward rounding, top-k poisoning budget",
     "mibp": "solver dual bounds padded by 1e-6 + 1e-6|b|, intersected with interval/agt steps; "
     "interval fallback where a solve proved nothing",
+    "exact": "one program over poisoning, all training steps and the test objective: solver dual "
+    "bound padded by 1e-6 + 1e-6|b|, combined with the interval bound of the same question; "
+    "parameter boxes from interval/agt steps tightened by padded LP dual bounds",
 }
 BOXES_FILE = "boxes.npz"
 
@@ -64,6 +67,8 @@ class RunResult:
     param_names: list[str]
     steps_per_epoch: int = 1
     warnings: list[str] = field(default_factory=list)
+    #: method ``exact``: its report section (objective, primal, dual bound, gap, replay, trace)
+    exact: dict | None = None
 
     @property
     def nominal_diverged(self) -> bool:
@@ -89,6 +94,11 @@ class RunResult:
                 "seconds_per_epoch": float(sum(self.bounds.step_seconds) / max(1, self.n_epochs)),
             }
         )
+        if self.exact is not None:
+            keys = ("objective", "status", "primal", "dual_bound", "gap", "replayed", "heuristic")
+            keys += ("accuracy_lower_bound", "attacked_accuracy", "best_attack", "test_points")
+            keys += ("exact_certified", "exact_not_certified", "exact_unknown", "exact_solved")
+            m.update({k: self.exact[k] for k in keys if k in self.exact})
         return m
 
     @property
@@ -130,6 +140,7 @@ class RunResult:
             "timings": self.timings,
             "steps": self.steps(),
             "test": self.test.to_dict(),
+            **({} if self.exact is None else {"exact": self.exact}),
         }
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -179,6 +190,8 @@ class RunResult:
                 ("nominal test MSE", f"{m['nominal_mse']:.6g}"),
                 ("worst-case test MSE <=", f"{m['worst_case_mse_bound']:.6g}"),
             ]
+        if self.exact is not None:
+            rows += _exact_rows(self.exact)
         rows += [
             (
                 "final box width (max / mean)",
@@ -194,6 +207,35 @@ class RunResult:
         for w in self.warnings:
             rows.append(("WARNING", w))
         return tabulate(rows, tablefmt="simple", disable_numparse=True)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+
+def _exact_rows(ex: dict) -> list[tuple[str, str]]:
+    """Summary rows of method ``exact``."""
+    kind = ex["objective"]
+    if kind == "margin":
+        return [
+            ("exact: test points solved", str(ex["exact_solved"])),
+            (
+                "exact: certified / attacked / unknown",
+                f"{ex['exact_certified']} / {ex['exact_not_certified']} / {ex['exact_unknown']}",
+            ),
+        ]
+    what = "worst-case test MSE" if kind == "mse" else "misclassified test points"
+    rows = [
+        (f"exact: {what}", f"attack {_fmt(ex['best_attack'])} <= ... <= {_fmt(ex['dual_bound'])}"),
+        ("exact: status / gap", f"{ex['status']} / {_fmt(ex['gap'])}"),
+        (
+            "exact: heuristic / solver / replayed",
+            f"{_fmt(ex['heuristic'])} / {_fmt(ex['primal'])} / {_fmt(ex['replayed'])}",
+        ),
+    ]
+    if ex.get("replay_note"):
+        rows.append(("exact: note", ex["replay_note"]))
+    return rows
 
 
 def _threat_line(t: dict) -> str:

@@ -102,6 +102,27 @@ def certify_classification(
     return TestCertificate("classification", metrics, points, certified_class=certified)
 
 
+def merge_point_verdicts(test: TestCertificate, verdicts: dict[int, dict]) -> None:
+    """Fold per-point verdicts of a stronger proof (method ``exact``) into ``test``: a point the
+    proof certifies for its true class becomes certified; metrics are recomputed."""
+    for p, v in verdicts.items():
+        row = test.points[p]
+        row["exact_verdict"] = v["verdict"]
+        row["exact_margin_bound"] = v.get("dual_bound")
+        if v["verdict"] == "certified" and not row["certified_correct"]:
+            row.update(
+                certified_class=row["label"],
+                verdict="certified",
+                certified_correct=True,
+                margin_lower_bound=v.get("dual_bound"),
+            )
+            if test.certified_class is not None:
+                test.certified_class[p] = row["label"]
+    n = len(test.points)
+    test.metrics["certified_accuracy"] = sum(r["certified_correct"] for r in test.points) / n
+    test.metrics["stable_rate"] = sum(r["certified_class"] is not None for r in test.points) / n
+
+
 def certify_regression(
     arch: Architecture,
     box: Interval,

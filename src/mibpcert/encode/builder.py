@@ -113,13 +113,43 @@ class Builder:
     def scale(self, e: Expr, c: float) -> Expr:
         return self.affine([(c, e)])
 
-    def materialize(self, e: Expr, name: str = "") -> Expr:
-        """A single variable equal to ``e`` (``e`` itself when it already is one)."""
+    def materialize(
+        self, e: Expr, name: str = "", lo: float = -np.inf, hi: float = np.inf
+    ) -> Expr:
+        """A single variable equal to ``e`` (``e`` itself when it already is one).
+
+        ``lo``/``hi``: further *proven* bounds on the value of ``e`` (e.g. from another sound
+        method), intersected with the propagated ones.
+        """
         if e.is_var or e.is_const:
             return e
-        v = self.var(e.lo, e.hi, name)
+        v = self.var(max(e.lo, lo), min(e.hi, hi), name)
         self.f.add_row([v.idx[0], *e.idx], [1.0, *(-a for a in e.coef)], e.const, e.const)
         return v
+
+    def tighten(self, e: Expr, lo: float, hi: float) -> Expr:
+        """Variable ``e`` with its bounds intersected with the proven ``[lo, hi]``; later
+        products and big-M constants use the tighter bounds."""
+        if not e.is_var:
+            raise ValueError("only a single variable can be tightened")
+        j = e.idx[0]
+        new_lo, new_hi = max(self.f.lb[j], lo), min(self.f.ub[j], hi)
+        if new_lo > new_hi:  # two proofs disagree (round-off): keep the old bounds
+            new_lo, new_hi = self.f.lb[j], self.f.ub[j]
+        self.f.lb[j], self.f.ub[j] = new_lo, new_hi
+        return Expr(e.idx, e.coef, e.const, new_lo, new_hi)
+
+    def fork(self) -> Builder:
+        """An independent copy to extend (the rows added so far are shared read-only)."""
+        f = Formulation(
+            list(self.f.lb),
+            list(self.f.ub),
+            list(self.f.vtype),
+            list(self.f.names),
+            list(self.f.rows),
+            list(self.f.products),
+        )
+        return Builder(f, set(self.binary))
 
     def constrain(self, e: Expr, lo: float = -np.inf, hi: float = np.inf) -> None:
         """Add ``lo <= e <= hi``."""
@@ -150,6 +180,16 @@ class Builder:
         p = [av.lo * bv.lo, av.lo * bv.hi, av.hi * bv.lo, av.hi * bv.hi]
         z = self.var(_down(min(p)), _up(max(p)), name)
         self.f.add_product(z.idx[0], av.idx[0], bv.idx[0])
+        return z
+
+    def square(self, e: Expr, name: str = "") -> Expr:
+        """``e * e`` as a bilinear product of one variable with itself (bounds >= 0)."""
+        if e.is_const:
+            return self.const(e.const * e.const)
+        a = self.materialize(e)
+        lo_sq = 0.0 if a.lo <= 0.0 <= a.hi else _down(min(a.lo * a.lo, a.hi * a.hi))
+        z = self.var(max(lo_sq, 0.0), _up(max(a.lo * a.lo, a.hi * a.hi)), name)
+        self.f.add_product(z.idx[0], a.idx[0], a.idx[0])
         return z
 
     def _bin_times(self, s: int, x: Expr, name: str = "") -> Expr:

@@ -5,22 +5,22 @@ from __future__ import annotations
 from mibpcert.errors import ConfigError
 from mibpcert.methods.agt import AGTMethod
 from mibpcert.methods.base import Method, ParameterBounds, StepCallback
+from mibpcert.methods.exact import ExactMethod
 from mibpcert.methods.interval import IntervalMethod
 from mibpcert.methods.mibp import MIBPMethod
 
-METHODS: dict[str, type] = {"interval": IntervalMethod, "agt": AGTMethod, "mibp": MIBPMethod}
-PLANNED = ("exact",)
+METHODS: dict[str, type] = {
+    "interval": IntervalMethod,
+    "agt": AGTMethod,
+    "mibp": MIBPMethod,
+    "exact": ExactMethod,
+}
 
 
 def get_method(name: str, **options) -> Method:
     """Instantiate a method by name."""
     if name in METHODS:
         return METHODS[name](**options)
-    if name in PLANNED:
-        raise ConfigError(
-            f"method {name!r} is not implemented yet in this version; available: "
-            f"{', '.join(METHODS)}."
-        )
     raise ConfigError(f"unknown method {name!r}; available: {', '.join(METHODS)}.")
 
 

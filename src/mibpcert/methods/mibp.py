@@ -40,7 +40,7 @@ from mibpcert.methods.base import ParameterBounds, StepCallback
 from mibpcert.methods.interval import interval_step
 from mibpcert.model.losses import encode_targets
 from mibpcert.model.trainer import batch_gradient
-from mibpcert.parallel import make_executor
+from mibpcert.parallel import check_kind, make_executor
 from mibpcert.problem import Problem
 from mibpcert.solvers.tasks import solve_many
 
@@ -74,7 +74,10 @@ class MIBPMethod:
         resume: bool = False,
         self_check_samples: int = 16,
         on_solves: Callable[[int, int], None] | None = None,
+        executor: str = "process",
+        ray_address: str | None = None,
     ) -> None:
+        check_kind(executor)
         if relax not in RELAX_MODES:
             raise ConfigError(f"unknown relaxation {relax!r}; use one of {', '.join(RELAX_MODES)}.")
         if time_limit is not None and not time_limit > 0:
@@ -91,6 +94,9 @@ class MIBPMethod:
         self.self_check_samples = self_check_samples
         #: called as ``on_solves(done, total)`` as the solves of the current step finish
         self.on_solves = on_solves
+        #: executor kind of the solves (``inprocess``, ``process``, ``ray``) and Ray cluster
+        self.executor = executor
+        self.ray_address = ray_address
 
     # ------------------------------------------------------------------ set-up
     def check(self, problem: Problem) -> list[str]:
@@ -159,7 +165,7 @@ class MIBPMethod:
         )
         rng = np.random.default_rng(12345)
         warnings: list[str] = []
-        with make_executor(self.workers) as executor:
+        with make_executor(self.workers, self.executor, self.ray_address) as executor:
             for step in range(start, T):
                 t0 = time.perf_counter()
                 box = Interval(lower[step], upper[step])
@@ -177,6 +183,12 @@ class MIBPMethod:
                         "self-check and fell back to interval bounds."
                     )
                 stats["self_check_fallbacks"] = bad
+                if stats.get("task_failures"):
+                    warnings.append(
+                        f"step {step + 1}: {stats['task_failures']} solve(s) were lost with "
+                        "their task (worker died or the task raised, after retries); their "
+                        "coordinates kept the best earlier bound."
+                    )
                 lower[step + 1], upper[step + 1] = lo, hi
                 seconds.append(time.perf_counter() - t0)
                 stats["seconds"] = seconds[-1]
@@ -195,14 +207,17 @@ class MIBPMethod:
         lo, hi = itv.lo.copy(), itv.hi.copy()
         statuses: Counter = Counter()
         fallbacks = 0
+        task_failures = 0
         pending = list(range(len(objectives)))
         stats: dict = {"model": enc.formulation.stats()}
 
         def apply(which: list[int], results: list) -> list[int]:
-            nonlocal fallbacks
+            nonlocal fallbacks, task_failures
             unresolved = []
             for k, r in zip(which, results, strict=True):
                 statuses[r.status] += 1
+                if (r.message or "").startswith("task failed:"):
+                    task_failures += 1
                 j, sense = k // 2, objectives[k].sense
                 b = r.bound(PAD_ABS, PAD_REL)
                 if b is None or np.isnan(b):
@@ -248,6 +263,8 @@ class MIBPMethod:
             fallbacks += int(crossed.sum())
         stats["statuses"] = dict(statuses)
         stats["fallbacks"] = fallbacks
+        if task_failures:
+            stats["task_failures"] = task_failures
         stats["n_objectives"] = 2 * m
         return lo, hi, stats
 

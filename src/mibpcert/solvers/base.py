@@ -25,8 +25,8 @@ import importlib.util
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -95,6 +95,11 @@ class SolveResult:
         backend: name of the backend that produced the result.
         x: values of all variables at the incumbent when requested (``return_x=True``), else
             ``None``.
+        trace: ``(seconds, primal, dual)`` points over the solve, as the solver reported its
+            progress (in the objective's sense; ``None`` where not known yet); the last point is
+            the final answer. Backends without progress events give only the final point.
+        start_used: whether a start solution was given and the solver accepted it (``None``
+            when no start was given).
     """
 
     status: str
@@ -108,6 +113,8 @@ class SolveResult:
     sense: str = "min"
     backend: str = ""
     x: np.ndarray | None = None
+    trace: list[tuple[float, float | None, float | None]] = field(default_factory=list)
+    start_used: bool | None = None
 
     def bound(self, pad_abs: float = 0.0, pad_rel: float = 0.0) -> float | None:
         """The dual bound moved outward by ``pad_abs + pad_rel * |dual_bound|``, or ``None``.
@@ -130,6 +137,30 @@ class SolveResult:
     def proven(self) -> bool:
         """Whether the solve ended with a usable dual bound (``bound()`` is not ``None``)."""
         return self.dual_bound is not None and not math.isnan(self.dual_bound)
+
+
+ProgressCallback = Callable[[float, "float | None", "float | None"], None]
+"""Called as ``progress(seconds, primal, dual)`` whenever a solve's bounds change."""
+
+
+class Trace:
+    """Collects a solve's ``(seconds, primal, dual)`` progress points (bounds in the objective's
+    sense, ``None`` while unknown) and forwards each new point to an optional callback."""
+
+    def __init__(self, callback: ProgressCallback | None = None) -> None:
+        self.points: list[tuple[float, float | None, float | None]] = []
+        self.callback = callback
+
+    def record(self, seconds: float, primal: float | None, dual: float | None) -> None:
+        def clean(v: float | None) -> float | None:
+            return None if v is None or not math.isfinite(v) else float(v)
+
+        point = (float(seconds), clean(primal), clean(dual))
+        if self.points and self.points[-1][1:] == point[1:]:
+            return  # nothing changed
+        self.points.append(point)
+        if self.callback is not None:
+            self.callback(*point)
 
 
 def relative_gap(primal: float | None, dual: float | None) -> float | None:
@@ -194,6 +225,44 @@ def _merge_duplicates(idx: np.ndarray, coef: np.ndarray) -> tuple[np.ndarray, np
     return uniq, out
 
 
+def _rows_csr(rows: list, n: int) -> tuple[np.ndarray, ...]:
+    """Validated CSR arrays ``(index, value, start, lo, hi)`` of ``rows`` over ``n`` variables:
+    within a row, indices sorted and duplicates summed (in their order of appearance)."""
+    R = len(rows)
+    row_lo = np.fromiter((r[2] for r in rows), dtype=np.float64, count=R)
+    row_hi = np.fromiter((r[3] for r in rows), dtype=np.float64, count=R)
+    idx_parts = [np.asarray(r[0], dtype=np.int64).ravel() for r in rows]
+    coef_parts = [np.asarray(r[1], dtype=np.float64).ravel() for r in rows]
+    lens = np.fromiter((len(a) for a in idx_parts), dtype=np.int64, count=R)
+    coef_lens = np.fromiter((len(a) for a in coef_parts), dtype=np.int64, count=R)
+    if (lens != coef_lens).any():
+        r = int(np.flatnonzero(lens != coef_lens)[0])
+        raise ValueError(f"row {r}: index and coefficient arrays differ in shape")
+    idx = np.concatenate(idx_parts) if R else np.zeros(0, dtype=np.int64)
+    coef = np.concatenate(coef_parts) if R else np.zeros(0)
+    rid = np.repeat(np.arange(R), lens)
+    bad = (idx < 0) | (idx >= n)
+    if bad.any():
+        raise ValueError(f"row {int(rid[np.argmax(bad)])}: variable index out of range [0, {n})")
+    bad = ~np.isfinite(coef)
+    if bad.any():
+        raise ValueError(f"row {int(rid[np.argmax(bad)])}: non-finite coefficient")
+    bad = np.isnan(row_lo) | np.isnan(row_hi) | (row_lo > row_hi)
+    if bad.any():
+        r = int(np.argmax(bad))
+        raise ValueError(f"row {r}: invalid bounds [{row_lo[r]}, {row_hi[r]}]")
+    order = np.lexsort((idx, rid))  # by row, then index; stable for repeated indices
+    rid, idx, coef = rid[order], idx[order], coef[order]
+    first = np.ones(len(idx), dtype=bool)
+    first[1:] = (rid[1:] != rid[:-1]) | (idx[1:] != idx[:-1])
+    groups = np.flatnonzero(first)
+    value = np.add.reduceat(coef, groups) if len(groups) else coef
+    counts = np.bincount(rid[groups], minlength=R)
+    start = np.zeros(R + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    return idx[groups], value.astype(np.float64), start, row_lo, row_hi
+
+
 def formulation_arrays(f: Formulation) -> ModelArrays:
     """Validate ``f`` and return it as :class:`ModelArrays`.
 
@@ -217,27 +286,7 @@ def formulation_arrays(f: Formulation) -> ModelArrays:
         j = int(np.flatnonzero(binary & ((lb < 0) | (ub > 1)))[0])
         raise ValueError(f"binary variable {f.names[j]!r} has bounds outside [0, 1]")
 
-    starts = [0]
-    indices: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    row_lo = np.empty(len(f.rows))
-    row_hi = np.empty(len(f.rows))
-    for r, (idx, coef, lo, hi) in enumerate(f.rows):
-        idx = np.asarray(idx, dtype=np.int64).ravel()
-        coef = np.asarray(coef, dtype=np.float64).ravel()
-        if idx.shape != coef.shape:
-            raise ValueError(f"row {r}: index and coefficient arrays differ in shape")
-        if len(idx) and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(f"row {r}: variable index out of range [0, {n})")
-        if not np.isfinite(coef).all():
-            raise ValueError(f"row {r}: non-finite coefficient")
-        if math.isnan(lo) or math.isnan(hi) or lo > hi:
-            raise ValueError(f"row {r}: invalid bounds [{lo}, {hi}]")
-        idx, coef = _merge_duplicates(idx, coef)
-        indices.append(idx)
-        values.append(coef)
-        starts.append(starts[-1] + len(idx))
-        row_lo[r], row_hi[r] = lo, hi
+    row_index, row_value, row_start, row_lo, row_hi = _rows_csr(f.rows, n)
     products = []
     for z, a, b in f.products:
         for v in (z, a, b):
@@ -254,9 +303,9 @@ def formulation_arrays(f: Formulation) -> ModelArrays:
         ub=ub,
         binary=binary,
         names=list(f.names),
-        row_start=np.asarray(starts, dtype=np.int64),
-        row_index=(np.concatenate(indices) if indices else np.zeros(0)).astype(np.int64),
-        row_value=(np.concatenate(values) if values else np.zeros(0)).astype(np.float64),
+        row_start=row_start,
+        row_index=row_index,
+        row_value=row_value,
         row_lo=row_lo,
         row_hi=row_hi,
         products=products,
@@ -330,9 +379,17 @@ class Session(ABC):
 
     @abstractmethod
     def _solve(
-        self, objective: LinearObjective, time_limit: float | None, return_x: bool
+        self,
+        objective: LinearObjective,
+        time_limit: float | None,
+        return_x: bool,
+        start: dict[int, float] | None,
+        trace: Trace,
     ) -> SolveResult:
-        """Set ``objective``, solve, and report (``seconds`` is filled in by :meth:`solve`)."""
+        """Set ``objective``, solve, and report (``seconds`` is filled in by :meth:`solve`).
+
+        ``start``: a (partial) start solution ``{variable index: value}`` to offer the solver
+        (set ``start_used`` on the result); ``trace``: record progress points into it."""
 
     @abstractmethod
     def _free(self) -> None:
@@ -344,6 +401,8 @@ class Session(ABC):
         time_limit: float | None = None,
         *,
         return_x: bool = False,
+        start: Mapping[int, float] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> SolveResult:
         """Optimise ``objective`` over the session's model; only the objective is changed.
 
@@ -351,6 +410,12 @@ class Session(ABC):
             objective: the linear objective and its sense.
             time_limit: seconds for this solve; ``None`` uses the session's time limit.
             return_x: also return the incumbent's variable values in ``SolveResult.x``.
+            start: a start solution offered to the solver, ``{variable index: value}``; it may
+                be partial (the solver completes it: SCIP's ``completesol`` heuristic, Gurobi's
+                partial MIP start, HiGHS's sparse ``setSolution``). It only helps the search:
+                dual bounds never depend on it.
+            progress: called as ``progress(seconds, primal, dual)`` while the solve runs (the
+                points are also returned in ``SolveResult.trace``).
 
         Solver failures are reported as ``status="error"`` with ``dual_bound=None`` (never
         raised); licence problems raise :class:`~mibpcert.errors.UnsupportedError`.
@@ -359,9 +424,16 @@ class Session(ABC):
             raise RuntimeError(f"{self.backend.name} session is closed")
         limit = self.time_limit if time_limit is None else _check_time_limit(time_limit)
         objective_arrays(objective, self.arrays.n_vars)  # validate before touching the solver
+        start_map = None
+        if start is not None:
+            start_map = {int(j): float(v) for j, v in start.items()}
+            bad = [j for j in start_map if not 0 <= j < self.arrays.n_vars]
+            if bad:
+                raise ValueError(f"start solution: variable index {bad[0]} out of range")
+        trace = Trace(progress)
         t0 = time.perf_counter()
         try:
-            result = self._solve(objective, limit, return_x)
+            result = self._solve(objective, limit, return_x, start_map, trace)
         except (UnsupportedError, ConfigError):
             raise
         except Exception as exc:  # a failed solve proves nothing; report it
@@ -378,6 +450,8 @@ class Session(ABC):
                 backend=self.backend.name,
             )
         result.seconds = time.perf_counter() - t0
+        trace.record(result.seconds, result.primal, result.dual_bound)
+        result.trace = trace.points
         self.n_solves += 1
         return result
 

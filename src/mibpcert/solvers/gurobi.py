@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mibpcert.errors import ConfigError, UnsupportedError
-from mibpcert.solvers.base import Backend, Session, SolveResult, Status, dense_objective
+from mibpcert.solvers.base import Backend, Session, SolveResult, Status, Trace, dense_objective
 
 if TYPE_CHECKING:
     from mibpcert.encode.formulation import LinearObjective
@@ -163,10 +163,10 @@ class GurobiSession(Session):
             raise
         self._env, self._model, self._x = env, model, x
 
-    def _optimize(self) -> str:
+    def _optimize(self, callback: Any = None) -> str:
         gp, model = self._gp, self._model
         try:
-            model.optimize()
+            model.optimize(callback)
         except gp.GurobiError as exc:
             err = _licence_error(exc)
             if err is not None:
@@ -175,15 +175,35 @@ class GurobiSession(Session):
         return _status_name(gp, model.Status)
 
     def _solve(
-        self, objective: LinearObjective, time_limit: float | None, return_x: bool
+        self,
+        objective: LinearObjective,
+        time_limit: float | None,
+        return_x: bool,
+        start: dict[int, float] | None,
+        trace: Trace,
     ) -> SolveResult:
         gp, model, x = self._gp, self._model, self._x
         grb = gp.GRB
+        values = np.full(self.arrays.n_vars, grb.UNDEFINED)
+        for j, v in (start or {}).items():
+            values[j] = v
+        x.Start = values  # also clears an earlier solve's start
+
+        def callback(m: Any, where: int) -> None:
+            if where == grb.Callback.MIP:
+                best = m.cbGet(grb.Callback.MIP_OBJBST)
+                bound = m.cbGet(grb.Callback.MIP_OBJBND)
+                trace.record(
+                    m.cbGet(grb.Callback.RUNTIME),
+                    None if abs(best) >= grb.INFINITY else best,
+                    None if abs(bound) >= grb.INFINITY else bound,
+                )
+
         x.Obj = dense_objective(objective, self.arrays.n_vars)
         model.ObjCon = float(objective.constant)
         model.ModelSense = grb.MINIMIZE if objective.sense == "min" else grb.MAXIMIZE
         model.Params.TimeLimit = grb.INFINITY if time_limit is None else float(time_limit)
-        native = self._optimize()
+        native = self._optimize(callback)
         message = f"gurobi: {native}"
         if native == "INF_OR_UNBD":
             model.Params.DualReductions = 0
@@ -208,7 +228,8 @@ class GurobiSession(Session):
             dual = primal
         nodes = int(model.NodeCount) if is_mip else 0
         xv = np.asarray(x.X, dtype=np.float64) if return_x and has_sol else None
-        return self._result(objective, status, primal, dual, nodes, message, xv)
+        result = self._result(objective, status, primal, dual, nodes, message, xv)
+        return result  # start_used stays None: Gurobi does not say whether it used the start
 
     def _free(self) -> None:
         model = getattr(self, "_model", None)

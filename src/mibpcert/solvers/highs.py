@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mibpcert.errors import ConfigError
-from mibpcert.solvers.base import Backend, Session, SolveResult, Status, dense_objective
+from mibpcert.solvers.base import Backend, Session, SolveResult, Status, Trace, dense_objective
 
 if TYPE_CHECKING:
     from mibpcert.encode.formulation import LinearObjective
@@ -126,7 +126,12 @@ class HiGHSSession(Session):
             raise ConfigError(f"invalid HiGHS option {option}={value!r}")
 
     def _solve(
-        self, objective: LinearObjective, time_limit: float | None, return_x: bool
+        self,
+        objective: LinearObjective,
+        time_limit: float | None,
+        return_x: bool,
+        start: dict[int, float] | None,
+        trace: Trace,
     ) -> SolveResult:
         hs, h = self._hs, self._h
         cost = dense_objective(objective, self.arrays.n_vars)
@@ -143,7 +148,32 @@ class HiGHSSession(Session):
         self._set(
             h, "time_limit", math.inf if time_limit is None else h.getRunTime() + float(time_limit)
         )
-        native = self._run()
+        start_used = None
+        if start:
+            idx = np.fromiter(start.keys(), dtype=np.int32, count=len(start))
+            val = np.fromiter(start.values(), dtype=np.float64, count=len(start))
+            start_used = h.setSolution(len(idx), idx, val) == hs.HighsStatus.kOk
+        t_run = h.getRunTime()
+        token = None
+        if not self._is_lp:
+
+            def on_mip(event: Any) -> None:
+                out = event.data_out
+                trace.record(
+                    float(out.running_time) - t_run,
+                    float(out.mip_primal_bound),
+                    float(out.mip_dual_bound),
+                )
+
+            try:
+                token = h.cbMipInterrupt.subscribe(on_mip)
+            except AttributeError:  # older highspy: no progress events, final point only
+                token = None
+        try:
+            native = self._run()
+        finally:
+            if token is not None:
+                h.cbMipInterrupt.unsubscribe(token)
         message = f"highs: {native}"
         if native == "kUnboundedOrInfeasible":
             # presolve could not tell which one; re-solve once without it
@@ -172,7 +202,9 @@ class HiGHSSession(Session):
         x = None
         if return_x and has_sol:
             x = np.asarray(h.getSolution().col_value, dtype=np.float64)
-        return self._result(objective, status, primal, dual, max(nodes, 0), message, x)
+        result = self._result(objective, status, primal, dual, max(nodes, 0), message, x)
+        result.start_used = start_used
+        return result
 
     def _run(self) -> str:
         global _scheduler_threads

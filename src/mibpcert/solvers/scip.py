@@ -14,6 +14,10 @@ Notes on SCIP's behaviour (PySCIPOpt 6 / SCIP 10):
   and SCIP tries them as start solutions under the new objective (still feasible: only the
   objective changed).
 * SCIP is single-threaded here; ``threads`` is ignored.
+* Start solutions are added as *partial* solutions in the problem stage; SCIP's ``completesol``
+  heuristic fixes the given values and solves for the rest after presolve.
+* Progress points come from an event handler on ``BESTSOLFOUND``, ``DUALBOUNDIMPROVED`` and
+  ``NODESOLVED`` events (``getSolvingTime``, ``getPrimalbound``, ``getDualbound``).
 * The ``lpface`` primal heuristic can overrun ``limits/time`` by an order of magnitude (a sub-MIP
   that does not check the clock; seen on knapsacks with coefficients ~1e9: 20 s for a 3 s limit),
   so it is disabled. It only finds incumbents and never changes a dual bound.
@@ -27,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mibpcert.errors import ConfigError
-from mibpcert.solvers.base import Backend, Session, SolveResult, Status, objective_arrays
+from mibpcert.solvers.base import (
+    Backend,
+    Session,
+    SolveResult,
+    Status,
+    Trace,
+    objective_arrays,
+)
 
 if TYPE_CHECKING:
     from mibpcert.encode.formulation import LinearObjective
@@ -116,6 +127,8 @@ class SCIPSession(Session):
         for z, x, y in a.products:
             expr = Expr({terms[z]: 1.0, Term(self._vars[x], self._vars[y]): -1.0})
             model.addCons(ExprCons(expr, lhs=0.0, rhs=0.0))
+        self._events = _make_event_handler(scip)
+        model.includeEventhdlr(self._events, "mibpcert_trace", "records primal/dual bounds")
         self._model = model
         self._transformed = False
         self._dual_reductions_off = False
@@ -143,7 +156,12 @@ class SCIPSession(Session):
         return str(model.getStatus())
 
     def _solve(
-        self, objective: LinearObjective, time_limit: float | None, return_x: bool
+        self,
+        objective: LinearObjective,
+        time_limit: float | None,
+        return_x: bool,
+        start: dict[int, float] | None,
+        trace: Trace,
     ) -> SolveResult:
         model = self._model
         if self._transformed:  # the objective can only change in the problem stage
@@ -156,7 +174,17 @@ class SCIPSession(Session):
             expr = expr + float(objective.constant)
         model.setObjective(expr, sense="minimize" if objective.sense == "min" else "maximize")
         model.setParam("limits/time", _NO_TIME_LIMIT if time_limit is None else time_limit)
-        native = self._optimize()
+        start_used = None
+        if start:
+            sol = model.createPartialSol()
+            for j, v in start.items():
+                model.setSolVal(sol, self._vars[j], v)
+            start_used = bool(model.addSol(sol, free=True))
+        self._events.trace = trace
+        try:
+            native = self._optimize()
+        finally:
+            self._events.trace = None
         message = f"scip: {native}"
         if native == "inforunbd":
             # Dual reductions in presolve can hide which one; re-solve once without them
@@ -180,9 +208,11 @@ class SCIPSession(Session):
         if return_x and has_sol:
             sol = model.getBestSol()
             x = np.array([model.getSolVal(sol, v) for v in self._vars], dtype=np.float64)
-        return self._result(
+        result = self._result(
             objective, status, primal, dual, int(model.getNTotalNodes()), message, x
         )
+        result.start_used = start_used
+        return result
 
     def _free(self) -> None:
         model = getattr(self, "_model", None)
@@ -191,6 +221,39 @@ class SCIPSession(Session):
         self._terms = []
         if model is not None:
             model.freeProb()
+
+
+def _make_event_handler(scip: Any) -> Any:
+    """An event handler that records (time, primal, dual) into its ``trace`` while solving."""
+    events = (
+        scip.SCIP_EVENTTYPE.BESTSOLFOUND
+        | scip.SCIP_EVENTTYPE.DUALBOUNDIMPROVED
+        | scip.SCIP_EVENTTYPE.NODESOLVED
+    )
+
+    class TraceEvents(scip.Eventhdlr):
+        trace: Trace | None = None
+
+        def eventinit(self) -> None:
+            self.model.catchEvent(events, self)
+
+        def eventexit(self) -> None:
+            self.model.dropEvent(events, self)
+
+        def eventexec(self, event: Any) -> None:
+            if self.trace is None:
+                return
+            m = self.model
+            inf = m.infinity()
+            primal = float(m.getPrimalbound()) if m.getNSols() > 0 else None
+            dual = float(m.getDualbound())
+            self.trace.record(
+                float(m.getSolvingTime()),
+                None if primal is None or abs(primal) >= inf else primal,
+                None if abs(dual) >= inf else dual,
+            )
+
+    return TraceEvents()
 
 
 SCIPBackend.session_class = SCIPSession

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mibpcert.encode.formulation import Formulation, LinearObjective
+from mibpcert.parallel import TaskFailure
 
 CHUNKS = 8
 """Objectives of one formulation are split into this many independent solver sessions."""
@@ -29,6 +30,37 @@ def solve_task(task: SolveTask) -> list:
         return [session.solve(obj, time_limit=task.time_limit) for obj in task.objectives]
 
 
+def failed_results(objectives: list[LinearObjective], message: str) -> list:
+    """One ``status="error"`` result (no bound) per objective of a task that failed."""
+    from mibpcert.solvers.base import SolveResult
+
+    return [
+        SolveResult(
+            status="error",
+            dual_bound=None,
+            primal=None,
+            gap=None,
+            seconds=0.0,
+            nodes=0,
+            message=f"task failed: {message}",
+            objective_name=obj.name,
+            sense=obj.sense,
+        )
+        for obj in objectives
+    ]
+
+
+def run_tasks(tasks: list[SolveTask], executor) -> list[list]:
+    """Run ``tasks`` with ``executor``; a task that failed on every attempt (a
+    :class:`~mibpcert.parallel.TaskFailure`) gives :func:`failed_results` for its objectives."""
+    out = []
+    for task, res in zip(tasks, executor.map(solve_task, tasks), strict=True):
+        if isinstance(res, TaskFailure):
+            res = failed_results(task.objectives, res.message)
+        out.append(res)
+    return out
+
+
 def solve_many(
     formulation: Formulation,
     objectives: list[LinearObjective],
@@ -40,13 +72,15 @@ def solve_many(
 
     Objectives are dealt round-robin into ``CHUNKS`` chunks (each chunk builds the model once and
     warm-starts its later solves). The chunking does not depend on the executor, so every
-    executor, whatever its number of workers, returns bit-identical results.
+    executor, whatever its number of workers, returns bit-identical results. A chunk whose task
+    failed on every attempt (worker died, or the task raised) gives ``status="error"`` results
+    without a bound for its objectives (see :func:`failed_results`).
     """
     n = max(1, min(CHUNKS, len(objectives)))
     chunks = [objectives[k::n] for k in range(n)]
     tasks = [SolveTask(formulation, c, backend, time_limit) for c in chunks if c]
     out: list = [None] * len(objectives)
-    for c, res in enumerate(executor.map(solve_task, tasks)):
+    for c, res in enumerate(run_tasks(tasks, executor)):
         for k, r in enumerate(res):
             out[c + k * n] = r
     return out

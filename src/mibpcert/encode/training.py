@@ -1,0 +1,276 @@
+"""Poisoning, every training step and a test objective as one mixed-integer program (exact).
+
+Variables: the poisoning (:mod:`mibpcert.encode.poison`, built once for the training set and
+shared by every step), and for every step t = 0..T-1 the forward pass, loss gradient and backward
+pass of the step's batch (:func:`mibpcert.encode.step.gradient_exprs`) and the parameters
+``theta_{t+1} = theta_t - lr_t G_t``, a variable tied to theta_t -- no box between steps. theta_0
+is the (constant) initialisation, so the first step has no bilinear products.
+
+Bounds (they make big-M constants and McCormick envelopes valid, and they are what makes the
+program solvable): theta_{t+1} is bounded by the interval step (and the AGT step under k-of-n or
+label budgets) from theta_t's bounds, and optionally tightened by an LP pass: minimise and
+maximise every coordinate of theta_{t+1} over the McCormick LP relaxation of the program built
+so far (HiGHS), dual bounds padded. Each bound is proven for every feasible point of the exact
+program, so tightening never cuts an attack.
+
+Exact reformulation: for a linear model with the MSE loss the gradient contribution of the
+clean points of a batch is linear in theta; it enters as ``(2/q) (A theta_r - c_r)`` with the
+precomputed ``A = sum x~ x~^T`` (x~ = [x; 1]) instead of one output variable per point and step.
+
+Test objectives (:func:`test_objective`): worst-case test MSE (regression), the margin of one test
+point (minimised), or the number of misclassified test points (maximised).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mibpcert.bounds.interval import Interval
+from mibpcert.encode.builder import Builder, Expr
+from mibpcert.encode.formulation import LinearObjective
+from mibpcert.encode.network import Layers, forward_exprs
+from mibpcert.encode.poison import PoisonVars, poison_vars
+from mibpcert.encode.step import check_supported, gradient_exprs
+from mibpcert.problem import Problem
+
+#: padding of LP dual bounds used to tighten variable bounds (absolute + relative)
+PAD_ABS = 1e-6
+PAD_REL = 1e-6
+
+TightenFn = Callable[[Builder, list[Expr]], tuple[np.ndarray, np.ndarray, dict]]
+"""``tighten(builder, exprs) -> (lower, upper, info)``: proven bounds of the variables ``exprs``
+over (a relaxation of) the builder's program."""
+
+
+@dataclass
+class TrainingProgram:
+    """The unrolled training program (no objective yet)."""
+
+    builder: Builder
+    poison: PoisonVars
+    thetas: list[list[Expr]]  # theta_0 .. theta_T, flat parameter order
+    lower: np.ndarray  # (T+1, m) bounds of theta_t used in the program
+    upper: np.ndarray
+    step_info: list[dict] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.thetas) - 1
+
+    def layers(self, problem: Problem, t: int = -1) -> Layers:
+        return layers_of(problem, self.thetas[t])
+
+
+def layers_of(problem: Problem, theta: list[Expr]) -> Layers:
+    """Arrange flat parameter expressions as ``[(W, bias), ...]``."""
+    layers: Layers = []
+    for (ws, bs), (o, i) in zip(problem.arch.slices(), problem.arch.layer_shapes, strict=True):
+        W = [[theta[ws.start + r * i + c] for c in range(i)] for r in range(o)]
+        layers.append((W, [theta[bs.start + r] for r in range(o)]))
+    return layers
+
+
+def _linear_mse_clean(problem: Problem, idx: np.ndarray, pv: PoisonVars) -> np.ndarray:
+    """Training indices of ``idx`` whose gradient is linear in theta (linear model, MSE loss,
+    constant input and target); empty when the reformulation does not apply."""
+    if problem.arch.n_layers != 1 or problem.recipe.loss != "mse":
+        return np.zeros(0, dtype=np.int64)
+    keep = []
+    for i in idx:
+        i = int(i)
+        if i in pv.flips or i in pv.select:
+            continue
+        if not all(e.is_const for e in pv.inputs[i]):
+            continue
+        if i in pv.targets and not all(e.is_const for e in pv.targets[i]):
+            continue
+        keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _batch_gradient(
+    b: Builder, problem: Problem, layers: Layers, theta: list[Expr], idx, pv, tag: str
+) -> list[Expr]:
+    """Batch-mean gradient expressions; clean points of a linear MSE model aggregated."""
+    clean = _linear_mse_clean(problem, idx, pv)
+    if len(clean) < 2:
+        return gradient_exprs(b, problem, layers, idx, pv, tag)
+    rest = np.asarray([i for i in idx if int(i) not in set(clean.tolist())], dtype=np.int64)
+    B = float(len(idx))
+    grads = (
+        [b.scale(g, len(rest) / B) for g in gradient_exprs(b, problem, layers, rest, pv, tag)]
+        if len(rest)
+        else [b.const(0.0)] * problem.arch.n_params
+    )
+    X = problem.data.X_train[clean]
+    Xt = np.hstack([X, np.ones((len(clean), 1))])  # x~ = [x; 1]
+    A = Xt.T @ Xt
+    if problem.data.task == "regression":
+        Y = problem.data.y_train.reshape(problem.data.n_train, -1)[clean]
+    else:  # binary MSE classification: targets +-1
+        Y = (2.0 * problem.data.y_train[clean] - 1.0).reshape(-1, 1)
+    q = Y.shape[1]
+    Cm = Xt.T @ Y  # (d+1, q)
+    (ws, bs), (o, d) = problem.arch.slices()[0], problem.arch.layer_shapes[0]
+    out = list(grads)
+    for r in range(o):
+        rows = [ws.start + r * d + c for c in range(d)] + [bs.start + r]
+        th = [theta[j] for j in rows]
+        for a, j in enumerate(rows):  # dL/dtheta_rj summed over clean points: (2/q)(A th - c)
+            lin = b.affine([(float(A[a, c]), th[c]) for c in range(d + 1)], -float(Cm[a, r]))
+            out[j] = b.affine([(1.0, out[j]), (2.0 / (q * B), lin)])
+    return out
+
+
+def encode_training(
+    problem: Problem,
+    steps: int | None = None,
+    box_step: Callable[[Interval, int, np.ndarray], Interval] | None = None,
+    tighten: TightenFn | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainingProgram:
+    """Unroll the first ``steps`` training steps (default: all) into one program.
+
+    ``box_step(box, step, batch)``: a sound box of theta_{t+1} given theta_t in ``box`` (e.g. the
+    interval step intersected with the AGT step); ``tighten``: an LP pass that proves tighter
+    bounds of theta_{t+1} over the program so far (see :data:`TightenFn`).
+    """
+    check_supported(problem)
+    batches = problem.batches()
+    T = len(batches) if steps is None else int(steps)
+    m = problem.arch.n_params
+    names = problem.arch.param_names()
+    b = Builder()
+    pv = poison_vars(b, problem, np.arange(problem.data.n_train))
+    theta = [b.const(float(v)) for v in problem.theta0]
+    lower = np.empty((T + 1, m))
+    upper = np.empty((T + 1, m))
+    lower[0] = upper[0] = problem.theta0
+    thetas = [theta]
+    info: list[dict] = []
+    seconds: list[float] = []
+    for t in range(T):
+        t0 = time.perf_counter()
+        idx, lr = batches[t], problem.recipe.lr_at(t)
+        grads = _batch_gradient(b, problem, layers_of(problem, theta), theta, idx, pv, f"s{t}_")
+        box = (
+            box_step(Interval(lower[t], upper[t]), t, idx)
+            if box_step is not None
+            else Interval(np.full(m, -np.inf), np.full(m, np.inf))
+        )
+        nxt = [
+            b.materialize(
+                b.affine([(1.0, th), (-lr, g)]),
+                f"theta{t + 1}_{names[j]}",
+                float(box.lo[j]),
+                float(box.hi[j]),
+            )
+            for j, (th, g) in enumerate(zip(theta, grads, strict=True))
+        ]
+        row: dict = {"step": t + 1, "variables": b.f.n_vars}
+        if tighten is not None:
+            lo, hi, row["tighten"] = tighten(b, nxt)
+            nxt = [
+                e if e.is_const else b.tighten(e, float(lo[j]), float(hi[j]))
+                for j, e in enumerate(nxt)
+            ]
+        lower[t + 1] = [e.lo for e in nxt]
+        upper[t + 1] = [e.hi for e in nxt]
+        theta = nxt
+        thetas.append(theta)
+        seconds.append(time.perf_counter() - t0)
+        info.append(row)
+        if on_step is not None:
+            on_step(t + 1, T)
+    return TrainingProgram(b, pv, thetas, lower, upper, info, seconds)
+
+
+# ----------------------------------------------------------------------------- test objectives
+
+
+def class_margins(b: Builder, out: list[Expr], cls: int) -> list[Expr]:
+    """Margins whose minimum decides the prediction: ``sign * o`` (one output; class 1 needs
+    o > 0) or ``o_cls - o_j`` for every j != cls."""
+    if len(out) == 1:
+        return [b.scale(out[0], 1.0 if cls == 1 else -1.0)]
+    return [b.affine([(1.0, out[cls]), (-1.0, out[j])]) for j in range(len(out)) if j != cls]
+
+
+def _objective(e: Expr, sense: str, name: str) -> LinearObjective:
+    return LinearObjective(np.array(e.idx), np.array(e.coef), e.const, sense, name)  # type: ignore[arg-type]
+
+
+def test_outputs(b: Builder, layers: Layers, x: np.ndarray, tag: str) -> list[Expr]:
+    """Outputs of the trained network (parameters ``layers``) at the fixed test input ``x``."""
+    acts, _ = forward_exprs(b, layers, [b.const(float(v)) for v in x], tag)
+    return acts[-1]
+
+
+def mse_objective(b: Builder, problem: Problem, layers: Layers) -> LinearObjective:
+    """Maximise the test MSE ``mean_{i, r} (o_ir - y_ir)^2`` of the trained network."""
+    data = problem.data
+    Y = np.asarray(data.y_test, dtype=np.float64).reshape(len(data.X_test), -1)
+    squares = []
+    for i, x in enumerate(data.X_test):
+        out = test_outputs(b, layers, x, f"test{i}")
+        for r, o in enumerate(out):
+            squares.append(b.square(b.affine([(1.0, o)], -float(Y[i, r])), f"sq{i}_{r}"))
+    e = b.affine([(1.0 / len(squares), z) for z in squares])
+    return _objective(e, "max", "worst-case test MSE")
+
+
+def margin_objectives(
+    b: Builder, problem: Problem, layers: Layers, point: int
+) -> list[LinearObjective]:
+    """Minimise every margin of test point ``point`` for its true class (certified when all are
+    > 0)."""
+    data = problem.data
+    cls = int(data.y_test[point])
+    out = test_outputs(b, layers, data.X_test[point], f"test{point}")
+    margins = class_margins(b, out, cls)
+    others = [j for j in range(max(2, len(out))) if j != cls]
+    return [
+        _objective(mg, "min", f"margin of test point {point}: class {cls} vs {j}")
+        for mg, j in zip(margins, others, strict=True)
+    ]
+
+
+def misclassified_objective(
+    b: Builder, problem: Problem, layers: Layers, points: np.ndarray | None = None
+) -> LinearObjective:
+    """Maximise the number of test points (``points``, default all) whose true class is not
+    strictly best: binary m_i = 1 forces some margin of point i to be <= 0."""
+    data = problem.data
+    idx = np.arange(len(data.X_test)) if points is None else np.asarray(points)
+    counts = []
+    for i in idx:
+        i = int(i)
+        out = test_outputs(b, layers, data.X_test[i], f"test{i}")
+        margins = class_margins(b, out, int(data.y_test[i]))
+        if any(mg.hi <= 0.0 for mg in margins):
+            counts.append(b.const(1.0))  # some margin is always <= 0
+            continue
+        open_margins = [mg for mg in margins if mg.lo <= 0.0]
+        if not open_margins:
+            continue  # every margin is always > 0: never misclassified
+        m = b.var(0.0, 1.0, f"miscl{i}", binary=True)
+        if len(open_margins) == 1:  # m = 1 => margin <= 0 (margin + hi m <= hi)
+            mg = open_margins[0]
+            b.constrain(b.affine([(1.0, mg), (mg.hi, m)]), hi=mg.hi)
+        else:
+            us = []
+            for j, mg in enumerate(open_margins):
+                u = b.var(0.0, 1.0, f"miscl{i}_{j}", binary=True)
+                b.constrain(b.affine([(1.0, mg), (mg.hi, u)]), hi=mg.hi)
+                us.append(u)
+            b.constrain(b.affine([(1.0, m)] + [(-1.0, u) for u in us]), hi=0.0)  # m <= sum u
+        counts.append(m)
+    e = b.add(*counts) if counts else b.const(0.0)
+    if e.is_const:  # keep a variable so that the objective is well formed
+        e = b.var(e.const, e.const, "miscl_const")
+    return _objective(e, "max", "misclassified test points")

@@ -1,0 +1,338 @@
+"""Method ``exact``: the whole-training program against brute force, replay and interval."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from mibpcert import Config
+from mibpcert.attacks import TestObjective, coordinate_search, replay, threat_violations
+from mibpcert.cli import main
+from mibpcert.methods.exact import ExactMethod
+from mibpcert.pipeline import build_problem, certify_problem
+
+
+def _problem(**kw):
+    cfg = Config()
+    cfg.data.dataset = "moons"
+    cfg.data.n_train = 5
+    cfg.data.n_test = 8
+    cfg.model.arch = "2-1"
+    cfg.training.epochs = 2
+    cfg.training.lr = 0.5
+    for key, value in kw.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return build_problem(cfg)
+
+
+def _grid_attacks(problem, levels: int = 5):
+    """Every choice of one point and one value per feature on a grid of its eps box."""
+    X0, y0 = problem.data.X_train, problem.data.y_train
+    lo, hi = problem.threat.feature_box(X0)
+    for i in problem.threat.scope(len(X0)):
+        grids = [np.linspace(lo[i, j], hi[i, j], levels) for j in range(X0.shape[1])]
+        for vals in itertools.product(*grids):
+            X = X0.copy()
+            X[i] = vals
+            yield X, y0
+
+
+def _run(problem, **options):
+    options.setdefault("workers", 1)
+    options.setdefault("time_limit", 60)
+    options.setdefault("heuristic_time", 0.3)
+    return certify_problem(problem, "exact", options=options)
+
+
+def test_regression_mse_matches_grid_search_and_replays():
+    p = _problem(
+        data__dataset="diabetes",
+        data__n_train=5,
+        data__n_test=6,
+        data__standardize=True,
+        model__arch="10-1",
+        training__loss="mse",
+        training__epochs=2,
+        training__lr=0.2,
+        threat__eps=0.2,
+        threat__k=1,
+        threat__points=[0, 1, 2],
+    )
+    r = _run(p, objective="mse")
+    ex = r.exact
+    assert ex["status"] == "optimal"
+    obj = TestObjective("mse")
+    # the replayed incumbent is a valid attack and reproduces the solver's value
+    assert ex["replay_agrees"] is True
+    assert abs(ex["replayed"] - ex["primal"]) <= 1e-5 * (1 + abs(ex["primal"]))
+    # no random attack beats the certified bound; the exact attack beats all of them
+    rng = np.random.default_rng(0)
+    best_sample = -np.inf
+    for _ in range(300):
+        X, y = p.threat.sample(p.data.X_train, p.data.y_train, rng, "regression", vertex_prob=0.8)
+        v = replay(p, X, y, obj)
+        best_sample = max(best_sample, v)
+        assert v <= ex["dual_bound"] + 1e-9
+    assert ex["best_attack"] >= best_sample - 1e-6
+    assert ex["dual_bound"] <= ex["interval_bound"]
+    assert ex["dual_bound"] >= ex["best_attack"] - 1e-9
+
+
+@pytest.mark.parametrize("loss,lr", [("hinge", 2.0), ("mse", 1.0)])
+def test_linear_classifier_misclassified_matches_exhaustive_search(loss, lr):
+    p = _problem(
+        training__loss=loss,
+        training__epochs=3,
+        training__lr=lr,
+        threat__eps=0.5,
+        threat__k=1,
+        data__n_train=4,
+        data__n_test=12,
+    )
+    r = _run(p, objective="misclassified")
+    ex = r.exact
+    obj = TestObjective("misclassified")
+    grid_best = max(replay(p, X, y, obj) for X, y in _grid_attacks(p, 7))
+    assert ex["status"] == "optimal"
+    # the bound holds for every grid attack; the exact attack is at least as good as the grid
+    assert ex["dual_bound"] >= grid_best
+    assert ex["best_attack"] >= grid_best
+    # an integral count: optimal means attack == bound, and it matches the exhaustive search
+    assert ex["best_attack"] == ex["dual_bound"] == grid_best
+    assert ex["best_attack"] > ex["clean_value"], "the instance must be non-trivial"
+    assert ex["dual_bound"] < ex["interval_bound"]
+
+
+def test_margin_objective_per_point_mlp():
+    p = _problem(
+        model__arch="2-2-1",
+        training__loss="hinge",
+        training__epochs=2,
+        training__lr=0.5,
+        threat__eps=0.3,
+        threat__k=1,
+        data__n_train=5,
+        data__n_test=4,
+    )
+    r = _run(p, objective="margin", test_points=[0, 1, 2, 3])
+    ex = r.exact
+    obj_rng = np.random.default_rng(1)
+    samples = [
+        p.threat.sample(p.data.X_train, p.data.y_train, obj_rng, vertex_prob=0.8)
+        for _ in range(150)
+    ]
+    for pt in ex["points"]:
+        obj = TestObjective("margin", pt["point"])
+        vals = [replay(p, X, y, obj) for X, y in samples]
+        # the certified lower bound on the margin holds for every sampled attack
+        assert min(vals) >= pt["dual_bound"] - 1e-9
+        assert pt["dual_bound"] >= pt["interval_bound"]
+        assert pt["best_attack"] >= pt["dual_bound"] - 1e-9
+        if pt["verdict"] == "certified":
+            assert min(vals) > 0
+        if pt["replayed"] is not None and pt["status"] == "optimal":
+            assert abs(pt["replayed"] - pt["primal"]) <= 1e-4 * (1 + abs(pt["primal"]))
+    # verdicts are folded into the test metrics
+    n_cert = sum(row["certified_correct"] for row in r.test.points)
+    assert r.metrics["certified_accuracy"] == n_cert / len(r.test.points)
+
+
+def test_label_flips_exhaustive():
+    p = _problem(
+        training__loss="hinge",
+        training__epochs=3,
+        training__lr=1.0,
+        threat__eps=0.0,
+        threat__label_k=1,
+        data__n_train=5,
+        data__n_test=12,
+    )
+    r = _run(p, objective="misclassified")
+    obj = TestObjective("misclassified")
+    y0 = p.data.y_train
+    vals = [replay(p, p.data.X_train, y0, obj)]
+    for i in range(len(y0)):
+        y = y0.copy()
+        y[i] = 1 - y[i]
+        vals.append(replay(p, p.data.X_train, y, obj))
+    assert r.exact["status"] == "optimal"
+    assert r.exact["best_attack"] == max(vals) == r.exact["dual_bound"]
+    assert max(vals) > vals[0], "the instance must be non-trivial"
+
+
+def test_multiclass_linear_hinge_label_changes():
+    p = _problem(
+        data__dataset="iris",
+        data__n_train=None,
+        data__standardize=True,
+        model__arch="4-3",
+        training__loss="hinge",
+        training__epochs=4,
+        training__lr=1.0,
+        threat__eps=0.0,
+        threat__label_k=1,
+        threat__label_mode="any",
+    )
+    # a small training set keeps the exhaustive search cheap
+    keep = np.arange(0, len(p.data.X_train), 10)
+    data = dataclasses.replace(p.data, X_train=p.data.X_train[keep], y_train=p.data.y_train[keep])
+    p = dataclasses.replace(p, data=data)
+    r = _run(p, objective="misclassified")
+    obj = TestObjective("misclassified")
+    y0 = p.data.y_train
+    vals = [replay(p, p.data.X_train, y0, obj)]
+    for i in range(len(y0)):
+        for c in range(3):
+            if c != y0[i]:
+                y = y0.copy()
+                y[i] = c
+                vals.append(replay(p, p.data.X_train, y, obj))
+    assert r.exact["status"] == "optimal"
+    assert r.exact["dual_bound"] == r.exact["best_attack"] == max(vals)
+    assert max(vals) > vals[0], "the instance must be non-trivial"
+
+
+def test_eps_zero_collapses_to_ordinary_training():
+    p = _problem(
+        data__dataset="diabetes",
+        data__n_train=8,
+        data__n_test=6,
+        data__standardize=True,
+        model__arch="10-1",
+        training__loss="mse",
+        training__epochs=3,
+        training__lr=0.1,
+        threat__eps=0.0,
+    )
+    r = _run(p, objective="mse")
+    clean = TestObjective("mse").value(p, p.train_nominal().final)
+    ex = r.exact
+    assert ex["primal"] == pytest.approx(clean, rel=1e-6, abs=1e-8)
+    assert ex["dual_bound"] == pytest.approx(clean, rel=1e-5, abs=1e-6)
+    assert ex["dual_bound"] >= clean
+    widths = r.bounds.widths()
+    assert widths.max() <= 1e-5
+
+
+def test_parameter_boxes_sound_under_sampling():
+    p = _problem(
+        model__arch="2-2-1",
+        training__loss="hinge",
+        training__epochs=3,
+        training__lr=0.5,
+        threat__eps=0.2,
+        threat__k=2,
+        threat__label_k=1,
+        data__n_train=6,
+    )
+    bounds = ExactMethod(workers=1).bound(p)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        X, y = p.threat.sample(p.data.X_train, p.data.y_train, rng, vertex_prob=0.7)
+        assert bounds.contains(p.train_poisoned(X, y).thetas, tol=1e-9).all()
+    # LP tightening never loosens the interval/agt boxes
+    loose = ExactMethod(workers=1, tighten=False).bound(p)
+    assert np.all(bounds.lower >= loose.lower - 1e-12)
+    assert np.all(bounds.upper <= loose.upper + 1e-12)
+
+
+def test_heuristic_attack_is_valid_and_replays():
+    p = _problem(threat__eps=0.3, threat__k=2, threat__label_k=1, data__n_train=6)
+    obj = TestObjective("misclassified")
+    a = coordinate_search(p, obj, time_budget=0.5, seed=0)
+    assert threat_violations(p, a.X, a.y) == []
+    assert a.value == replay(p, a.X, a.y, obj)
+    ch = a.changes(p)
+    assert len(ch["features_changed"]) <= 2 and len(ch["labels_changed"]) <= 1
+
+
+def test_threat_violations_detects_budget_breaks():
+    p = _problem(threat__eps=0.1, threat__k=1, data__n_train=5)
+    X = p.data.X_train.copy()
+    X[0, 0] += 0.1
+    X[1, 1] -= 0.05
+    assert any("points changed" in v for v in threat_violations(p, X, p.data.y_train))
+    X = p.data.X_train.copy()
+    X[0, 0] += 0.2
+    assert any("outside" in v for v in threat_violations(p, X, p.data.y_train))
+
+
+def test_exact_rejects_bad_options():
+    from mibpcert.errors import ConfigError, UnsupportedError
+
+    p = _problem()
+    with pytest.raises(ConfigError, match="objective 'mse' does not fit"):
+        ExactMethod(objective="mse").check(p)
+    with pytest.raises(ConfigError, match="unknown exact objective"):
+        ExactMethod(objective="loss")
+    with pytest.raises(ConfigError, match="test point 99"):
+        ExactMethod(test_points=[99]).check(p)
+    with pytest.raises(ConfigError, match="cannot solve bilinear"):
+        ExactMethod(solver="highs").check(p)
+    q = _problem(threat__test_eps=0.1)
+    with pytest.raises(UnsupportedError, match="test_eps"):
+        ExactMethod().check(q)
+
+
+def test_cli_exact_writes_attack_and_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "certify",
+            "--method",
+            "exact",
+            "--objective",
+            "misclassified",
+            "--n-train",
+            "5",
+            "--n-test",
+            "10",
+            "--model",
+            "2-1",
+            "--steps",
+            "2",
+            "--lr",
+            "0.5",
+            "--eps",
+            "0.3",
+            "--k",
+            "1",
+            "--workers",
+            "1",
+            "--heuristic-time",
+            "0.3",
+            "--time-limit",
+            "60",
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    metrics = json.loads(capsys.readouterr().out)
+    for key in ("primal", "dual_bound", "gap", "replayed", "heuristic"):
+        assert key in metrics
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "exact"
+    assert report["exact"]["trace"], "the solve's progress trace is recorded"
+    assert (out / "best.npz").exists() and (out / "best.csv").exists()
+    saved = np.load(out / "best.npz")
+    p = _problem(data__n_train=5, data__n_test=10, training__epochs=2, threat__eps=0.3)
+    assert replay(p, saved["X"], saved["y"], TestObjective("misclassified")) == float(
+        saved["value"]
+    )
+
+
+def test_no_tighten_no_heuristic_same_answer():
+    p = _problem(training__loss="hinge", threat__eps=0.3, threat__k=1, data__n_train=4)
+    a = _run(p, objective="misclassified").exact
+    b = _run(p, objective="misclassified", tighten=False, heuristic=False).exact
+    assert a["status"] == b["status"] == "optimal"
+    assert a["dual_bound"] == b["dual_bound"]
+    assert b["heuristic"] is None
