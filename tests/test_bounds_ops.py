@@ -477,7 +477,9 @@ def test_mse_grad_regression(seed, q):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("loss,C", [("hinge", 2), ("bce", 2), ("ce", 3), ("mse", 2)])
+@pytest.mark.parametrize(
+    "loss,C", [("hinge", 2), ("hinge", 3), ("hinge", 4), ("bce", 2), ("ce", 3), ("mse", 2)]
+)
 def test_loss_grad_classification_dispatch(seed, loss, C):
     rng = np.random.default_rng(seed)
     n = 20

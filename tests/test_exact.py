@@ -336,3 +336,38 @@ def test_no_tighten_no_heuristic_same_answer():
     assert a["status"] == b["status"] == "optimal"
     assert a["dual_bound"] == b["dual_bound"]
     assert b["heuristic"] is None
+
+
+@pytest.mark.parametrize(
+    "threat",
+    [
+        {"threat__eps": 0.5, "threat__k": 1},
+        {"threat__eps": 0.5},
+        {"threat__eps": 0.0, "threat__label_k": 2},
+    ],
+)
+def test_moment_form_equals_per_point_form(threat):
+    """The full-batch linear MSE moment form is an exact reformulation: same optimum."""
+    from mibpcert.encode.training import encode_training, misclassified_objective
+    from mibpcert.methods.exact import ExactTask, solve_exact_task
+
+    p = _problem(
+        training__loss="mse",
+        training__epochs=3,
+        training__lr=1.0,
+        data__n_train=6,
+        data__n_test=12,
+        threat__points=[0, 1, 2],
+        **threat,
+    )
+    values = []
+    for moments in (True, False):
+        prog = encode_training(p, moments=moments)
+        b = prog.builder.fork()
+        obj = misclassified_objective(b, p, prog.layers(p))
+        (res,) = solve_exact_task(ExactTask(b.f, [obj], "scip", 120.0))
+        assert res.status == "optimal"
+        values.append(res.primal)
+    clean = TestObjective("misclassified").value(p, p.train_nominal().final)
+    assert values[0] == pytest.approx(values[1], abs=1e-5)
+    assert values[0] > clean, "the instance must be non-trivial"

@@ -258,6 +258,27 @@ def test_milp_brute_force_optimum(name):
             assert np.allclose(bits, np.round(bits), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_start_solution_and_progress_trace(name):
+    """A (partial) start solution is offered; progress points end at the final answer."""
+    backend = backend_or_skip(name)
+    f = small_milp()
+    seen = []
+    with backend.session(f) as s:
+        for o, expected in milp_cases():
+            # a start that fixes the first binary at 0 (feasible: the all-zero choice is)
+            r = s.solve(o, start={0: 0.0}, progress=lambda *p: seen.append(p))
+            check_optimal(r, expected)
+            assert r.start_used in (True, None)
+            assert r.trace, "every solve records at least its final point"
+            t, primal, dual = r.trace[-1]
+            assert t <= r.seconds + 1e-6 and primal == pytest.approx(r.primal)
+            assert all(a[0] <= b[0] + 1e-9 for a, b in itertools.pairwise(r.trace))
+    assert seen, "the progress callback was called"
+    with backend.session(f) as s, pytest.raises(ValueError, match="out of range"):
+        s.solve(milp_cases()[0][0], start={10_000: 1.0})
+
+
 @pytest.mark.parametrize("name", BILINEAR)
 def test_bilinear_exact_optimum(name):
     backend = backend_or_skip(name)

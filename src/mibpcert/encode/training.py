@@ -51,7 +51,7 @@ class TrainingProgram:
     """The unrolled training program (no objective yet)."""
 
     builder: Builder
-    poison: PoisonVars
+    poison: PoisonVars | SlotPoison
     thetas: list[list[Expr]]  # theta_0 .. theta_T, flat parameter order
     lower: np.ndarray  # (T+1, m) bounds of theta_t used in the program
     upper: np.ndarray
@@ -127,14 +127,32 @@ def _batch_gradient(
     return out
 
 
+def _moment_gradient(b: Builder, problem: Problem, M, cv, theta: list[Expr]) -> list[Expr]:
+    """Full-batch gradient ``(2/(q n)) (M theta_r - c_r)`` of a linear MSE model."""
+    (ws, bs), (o, d) = problem.arch.slices()[0], problem.arch.layer_shapes[0]
+    scale = 2.0 / (o * problem.data.n_train)
+    out: list[Expr] = [b.const(0.0)] * problem.arch.n_params
+    for r in range(o):
+        rows = [ws.start + r * d + c for c in range(d)] + [bs.start + r]
+        th = [theta[j] for j in rows]
+        for a, j in enumerate(rows):
+            terms = [(1.0, b.mul(M[a][c], th[c], f"Mth{a}_{c}")) for c in range(d + 1)]
+            out[j] = b.affine([(scale, b.affine(terms)), (-scale, cv[a][r])])
+    return out
+
+
 def encode_training(
     problem: Problem,
     steps: int | None = None,
     box_step: Callable[[Interval, int, np.ndarray], Interval] | None = None,
     tighten: TightenFn | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    moments: bool | None = None,
 ) -> TrainingProgram:
     """Unroll the first ``steps`` training steps (default: all) into one program.
+
+    ``moments``: use the moment form of a full-batch linear MSE model (:func:`_moments`);
+    ``None`` chooses it where it applies and has fewer bilinear products.
 
     ``box_step(box, step, batch)``: a sound box of theta_{t+1} given theta_t in ``box`` (e.g. the
     interval step intersected with the AGT step); ``tighten``: an LP pass that proves tighter
@@ -146,7 +164,14 @@ def encode_training(
     m = problem.arch.n_params
     names = problem.arch.param_names()
     b = Builder()
-    pv = poison_vars(b, problem, np.arange(problem.data.n_train))
+    if moments is None:
+        moments = moment_form_applies(problem) and moment_form_pays(problem, T)
+    elif moments and not moment_form_applies(problem):
+        raise ValueError("the moment form needs a full-batch linear MSE model (see its doc)")
+    if moments:
+        M, cv, pv = _moments(b, problem)
+    else:
+        pv = poison_vars(b, problem, np.arange(problem.data.n_train))
     theta = [b.const(float(v)) for v in problem.theta0]
     lower = np.empty((T + 1, m))
     upper = np.empty((T + 1, m))
@@ -157,7 +182,10 @@ def encode_training(
     for t in range(T):
         t0 = time.perf_counter()
         idx, lr = batches[t], problem.recipe.lr_at(t)
-        grads = _batch_gradient(b, problem, layers_of(problem, theta), theta, idx, pv, f"s{t}_")
+        if moments:
+            grads = _moment_gradient(b, problem, M, cv, theta)
+        else:
+            grads = _batch_gradient(b, problem, layers_of(problem, theta), theta, idx, pv, f"s{t}_")
         box = (
             box_step(Interval(lower[t], upper[t]), t, idx)
             if box_step is not None
@@ -274,3 +302,181 @@ def misclassified_objective(
     if e.is_const:  # keep a variable so that the objective is well formed
         e = b.var(e.const, e.const, "miscl_const")
     return _objective(e, "max", "misclassified test points")
+
+
+# ----------------------------------------------------------------------------- moment form
+
+
+@dataclass
+class SlotPoison:
+    """Feature poisoning of a full-batch linear MSE model through ``S`` slots.
+
+    Slot s either belongs to a fixed point (every point in scope may change) or chooses one
+    point of the scope with binaries ``z_si`` (k of n). Its poisoned input is ``x_s + d_s`` with
+    ``x_s = sum_i z_si x_i``; labels stay clean (``y_s = sum_i z_si y_i``).
+    """
+
+    points: dict[int, dict[int, Expr]]  # slot -> {training index: z_si (or constant 1)}
+    delta: dict[int, list[Expr]]  # slot -> perturbation per feature
+
+    def attack(self, x: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.array(X, dtype=np.float64, copy=True)
+        for s, zs in self.points.items():
+            for i, z in zs.items():
+                if z.value(x) > 0.5:
+                    X[i] = X[i] + np.array([e.value(x) for e in self.delta[s]])
+        return X, np.array(y, copy=True)
+
+    def assignment(self, X0: np.ndarray, y0: np.ndarray, X: np.ndarray, y: np.ndarray) -> dict:
+        out: dict[int, float] = {}
+        changed = [int(i) for i in np.flatnonzero(np.any(np.abs(X - X0) > 1e-9, axis=1))]
+        free = dict(self.points)
+        for s, zs in list(free.items()):  # fixed slots first
+            if len(zs) == 1:
+                (i,) = zs
+                for e, v in zip(self.delta[s], X[i] - X0[i], strict=True):
+                    if e.is_var:
+                        out[e.idx[0]] = float(v)
+                del free[s]
+                if i in changed:
+                    changed.remove(i)
+        for s, zs in free.items():
+            i = changed.pop(0) if changed else None
+            for j, z in zs.items():
+                if z.is_var:
+                    out[z.idx[0]] = float(j == i)
+            dv = np.zeros(X.shape[1]) if i is None else X[i] - X0[i]
+            for e, v in zip(self.delta[s], dv, strict=True):
+                if e.is_var:
+                    out[e.idx[0]] = float(v)
+        return out
+
+
+def moment_form_applies(problem: Problem) -> bool:
+    """Linear model, MSE, full batch, no discrete/paired threat, labels clean when features
+    change: the full-batch gradient is ``(2/(q n)) (M theta_r - c_r)`` with data moments
+    ``M = sum x~ x~^T`` and ``c = sum x~ y`` that do not change between steps."""
+    t = problem.threat
+    n = problem.data.n_train
+    full = problem.recipe.batch_size is None or problem.recipe.batch_size >= n
+    return (
+        problem.arch.n_layers == 1
+        and problem.recipe.loss == "mse"
+        and full
+        and not t.discrete
+        and not t.paired
+        and not (t.perturbs_features and t.label_k > 0)
+        and not np.isinf(t.eps)
+    )
+
+
+def moment_form_pays(problem: Problem, steps: int) -> bool:
+    """Whether the moment form has fewer bilinear products than the per-point form: per point
+    ``T |scope| d`` (poisoned input times weight, every step) against per slot
+    ``d (d + 1) / 2 + d q`` once plus ``q d (d + 1)`` per step."""
+    t = problem.threat
+    if not t.perturbs_features:
+        return True  # labels only: the moment form is linear in theta
+    d, q = problem.arch.n_inputs, problem.arch.n_outputs
+    scope = len(t.scope(problem.data.n_train))
+    slots = scope if t.k is None else min(int(t.k), scope)
+    per_point = steps * scope * d * q
+    moments = slots * (d * (d + 1) // 2 + d * q) + steps * q * d * (d + 1)
+    return moments < per_point
+
+
+def _moments(b: Builder, problem: Problem):
+    """``(M, c, poison)``: the data moments as expressions (M (d+1, d+1), c (d+1, q))."""
+    data, t = problem.data, problem.threat
+    X0 = data.X_train
+    n, d = X0.shape
+    Xt = np.hstack([X0, np.ones((n, 1))])
+    if data.task == "regression":
+        Y0 = data.y_train.reshape(n, -1).astype(np.float64)
+    else:
+        Y0 = (2.0 * data.y_train - 1.0).reshape(-1, 1)
+    q = Y0.shape[1]
+    A, C0 = Xt.T @ Xt, Xt.T @ Y0
+    M = [[b.const(float(A[a, c])) for c in range(d + 1)] for a in range(d + 1)]
+    cv = [[b.const(float(C0[a, r])) for r in range(q)] for a in range(d + 1)]
+    if not t.perturbs_features:  # labels only: c is affine in the label variables
+        pv = poison_vars(b, problem, np.arange(n))
+        for i in range(n):
+            if data.task == "regression":
+                ys = pv.targets[i]
+                diff = [b.affine([(1.0, e)], -float(Y0[i, r])) for r, e in enumerate(ys)]
+            elif i in pv.flips:  # y' - y = -2 y f
+                diff = [b.affine([(-2.0 * float(Y0[i, 0]), pv.flips[i])])]
+            else:
+                continue
+            for a in range(d + 1):
+                for r in range(q):
+                    if not diff[r].is_const or diff[r].const != 0.0:
+                        cv[a][r] = b.affine([(1.0, cv[a][r]), (float(Xt[i, a]), diff[r])])
+        cv = [
+            [b.materialize(e, f"c{a}_{r}") for r, e in enumerate(row)] for a, row in enumerate(cv)
+        ]
+        return M, cv, pv
+    scope = [int(i) for i in t.scope(n)]
+    S = len(scope) if t.k is None else min(int(t.k), len(scope))
+    lo_box, hi_box = t.feature_box(X0)
+    fixed = S == len(scope)
+    slots = SlotPoison({}, {})
+    z_by_point: dict[int, list[Expr]] = {i: [] for i in scope}
+    for s in range(S):
+        if fixed:
+            i = scope[s]
+            zs = {i: b.const(1.0)}
+        else:
+            zs = {i: b.var(0.0, 1.0, f"slot{s}_pt{i}", binary=True) for i in scope}
+            b.constrain(b.add(*zs.values()), hi=1.0)
+            for i, z in zs.items():
+                z_by_point[i].append(z)
+        xs = [b.affine([(float(X0[i, j]), z) for i, z in zs.items()]) for j in range(d)]
+        delta = []
+        for j in range(d):
+            dlo = min(float(lo_box[i, j] - X0[i, j]) for i in zs)
+            dhi = max(float(hi_box[i, j] - X0[i, j]) for i in zs)
+            e = b.var(dlo, dhi, f"slot{s}_d{j}") if dlo < dhi else b.const(0.0)
+            if not e.is_const:  # x_s + d_s within the chosen point's box (0 when unused)
+                xp = b.affine([(1.0, xs[j]), (1.0, e)])
+                b.constrain(
+                    b.affine([(1.0, xp)] + [(-float(lo_box[i, j]), z) for i, z in zs.items()]),
+                    lo=0.0,
+                )
+                b.constrain(
+                    b.affine([(1.0, xp)] + [(-float(hi_box[i, j]), z) for i, z in zs.items()]),
+                    hi=0.0,
+                )
+            delta.append(e)
+        slots.points[s], slots.delta[s] = zs, delta
+        # M += [[x'x'^T - sum z x x^T, d], [d^T, 0]] with x' = x_s + d_s
+        xp = [b.materialize(b.affine([(1.0, xs[j]), (1.0, delta[j])])) for j in range(d)]
+        for a in range(d):
+            for c in range(a, d):
+                if delta[a].is_const and delta[c].is_const:
+                    continue
+                clean = [(-float(X0[i, a] * X0[i, c]), z) for i, z in zs.items()]
+                prod = b.square(xp[a]) if a == c else b.mul(xp[a], xp[c], f"M{s}_{a}_{c}")
+                M[a][c] = b.affine([(1.0, M[a][c]), (1.0, prod), *clean])
+                if c != a:
+                    M[c][a] = M[a][c]
+            M[a][d] = b.affine([(1.0, M[a][d]), (1.0, delta[a])])
+            M[d][a] = M[a][d]
+        # c += d_s y_s (clean labels of the chosen point)
+        for r in range(q):
+            ys = b.materialize(b.affine([(float(Y0[i, r]), z) for i, z in zs.items()]))
+            for a in range(d):
+                if not delta[a].is_const:
+                    cv[a][r] = b.affine([(1.0, cv[a][r]), (1.0, b.mul(delta[a], ys))])
+    if not fixed:
+        for zlist in z_by_point.values():
+            if len(zlist) > 1:
+                b.constrain(b.add(*zlist), hi=1.0)  # a point fills at most one slot
+    M = [
+        [b.materialize(e, f"M{a}_{c}") if a <= c else None for c, e in enumerate(row)]
+        for a, row in enumerate(M)
+    ]
+    M = [[M[a][c] if a <= c else M[c][a] for c in range(d + 1)] for a in range(d + 1)]
+    cv = [[b.materialize(e, f"c{a}_{r}") for r, e in enumerate(row)] for a, row in enumerate(cv)]
+    return M, cv, slots

@@ -86,10 +86,10 @@ def solve_exact_task(task: ExactTask, progress: ProgressFn | None = None) -> lis
         ]
 
 
-def lp_tightener(backend: str, time_limit: float | None, executor) -> Callable:
+def lp_tightener(backend: str, time_limit: float | None) -> Callable:
     """A :data:`~mibpcert.encode.training.TightenFn`: min and max of every new parameter over
     the McCormick LP relaxation of the program so far; padded dual bounds."""
-    from mibpcert.solvers.tasks import SolveTask, solve_many, solve_task
+    from mibpcert.solvers.tasks import SolveTask, solve_task
 
     def tighten(b: Builder, exprs: list) -> tuple[np.ndarray, np.ndarray, dict]:
         m = len(exprs)
@@ -101,11 +101,9 @@ def lp_tightener(backend: str, time_limit: float | None, executor) -> Callable:
             for s in ("min", "max")
         ]
         t0 = time.perf_counter()
-        lp = b.f.relaxed("lp")
-        if getattr(executor, "workers", 1) <= 1:  # one session: LPs re-solved from a hot start
-            results = solve_task(SolveTask(lp, objectives, backend, time_limit))
-        else:
-            results = solve_many(lp, objectives, backend, time_limit, executor)
+        # one session in this process: the LPs are re-solved from a hot start, and the bounds
+        # do not depend on the executor
+        results = solve_task(SolveTask(b.f.relaxed("lp"), objectives, backend, time_limit))
         statuses: Counter = Counter()
         for k, r in enumerate(results):
             statuses[r.status] += 1
@@ -250,7 +248,7 @@ class ExactMethod:
 
         return make_executor(self.workers, self.executor, self.ray_address)
 
-    def _program(self, problem: Problem, executor, on_step: StepCallback | None):
+    def _program(self, problem: Problem, on_step: StepCallback | None):
         X_box, labels = problem.input_box(), problem.label_set()
         t = problem.threat
         budgets = (t.k is not None and t.perturbs_features) or 0 < t.label_k < problem.data.n_train
@@ -267,15 +265,13 @@ class ExactMethod:
 
         if not get_backend(lp).available():
             lp = self.solver
-        tighten = lp_tightener(lp, self.time_limit, executor) if self.tighten else None
+        tighten = lp_tightener(lp, self.time_limit) if self.tighten else None
         return encode_training(problem, box_step=box_step, tighten=tighten, on_step=on_step)
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
         """The per-step parameter boxes the program uses (interval/AGT steps, LP-tightened)."""
         notes = self.check(problem)
-        with self._executor() as executor:
-            prog = self._program(problem, executor, on_step)
-        return self._bounds(prog, notes)
+        return self._bounds(self._program(problem, on_step), notes)
 
     def _bounds(self, prog: TrainingProgram, notes: list[str]) -> ParameterBounds:
         return ParameterBounds(
@@ -288,14 +284,14 @@ class ExactMethod:
         notes = self.check(problem)
         kind = self.objective_for(problem)
         t0 = time.perf_counter()
-        with self._executor() as executor:
-            prog = self._program(problem, executor, on_step)
-            build_seconds = time.perf_counter() - t0
-            bounds = self._bounds(prog, notes)
-            if kind == "margin":
+        prog = self._program(problem, on_step)
+        build_seconds = time.perf_counter() - t0
+        bounds = self._bounds(prog, notes)
+        if kind == "margin":
+            with self._executor() as executor:
                 outcome = self._run_margins(problem, prog, bounds, executor)
-            else:
-                outcome = self._run_single(problem, prog, bounds, kind)
+        else:
+            outcome = self._run_single(problem, prog, bounds, kind)
         outcome.section["program_seconds"] = build_seconds
         outcome.section["program"] = prog.builder.f.stats()
         outcome.section["tightening"] = self.tighten
