@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--section", default="sweep")
     ap.add_argument("--img-prefix", default="", help="copy the sweep's PNGs to docs/img/")
     ap.add_argument("--title", default=None)
+    ap.add_argument("--note", action="append", default=[], help="extra bullet (repeatable)")
     args = ap.parse_args(argv)
     out = Path(args.sweep_dir)
     doc = json.loads((out / "sweep.json").read_text())
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds (ddof = 1); final max width and s (bounds): median over seeds; solver statuses "
         "(per-parameter and test-time solves) and fallbacks: summed over seeds; sound: the clean "
         "trajectory lay in every box of every cell",
+        *[f"* {n}" for n in args.note],
     ]
     imgs = []
     if args.img_prefix:
