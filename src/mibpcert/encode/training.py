@@ -100,7 +100,8 @@ def _batch_gradient(
     clean = _linear_mse_clean(problem, idx, pv)
     if len(clean) < 2:
         return gradient_exprs(b, problem, layers, idx, pv, tag)
-    rest = np.asarray([i for i in idx if int(i) not in set(clean.tolist())], dtype=np.int64)
+    clean_set = set(clean.tolist())
+    rest = np.asarray([i for i in idx if int(i) not in clean_set], dtype=np.int64)
     B = float(len(idx))
     grads = (
         [b.scale(g, len(rest) / B) for g in gradient_exprs(b, problem, layers, rest, pv, tag)]

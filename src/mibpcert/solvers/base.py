@@ -116,6 +116,22 @@ class SolveResult:
     trace: list[tuple[float, float | None, float | None]] = field(default_factory=list)
     start_used: bool | None = None
 
+    @classmethod
+    def failure(cls, objective: LinearObjective, message: str, backend: str = "") -> SolveResult:
+        """The result of a solve that failed: status ``error``, nothing proven."""
+        return cls(
+            status=Status.ERROR,
+            primal=None,
+            dual_bound=None,
+            gap=None,
+            seconds=0.0,
+            nodes=0,
+            message=message,
+            objective_name=objective.name,
+            sense=objective.sense,
+            backend=backend,
+        )
+
     def bound(self, pad_abs: float = 0.0, pad_rel: float = 0.0) -> float | None:
         """The dual bound moved outward by ``pad_abs + pad_rel * |dual_bound|``, or ``None``.
 
@@ -437,17 +453,8 @@ class Session(ABC):
         except (UnsupportedError, ConfigError):
             raise
         except Exception as exc:  # a failed solve proves nothing; report it
-            result = SolveResult(
-                status=Status.ERROR,
-                primal=None,
-                dual_bound=None,
-                gap=None,
-                seconds=0.0,
-                nodes=0,
-                message=f"{type(exc).__name__}: {exc}",
-                objective_name=objective.name,
-                sense=objective.sense,
-                backend=self.backend.name,
+            result = SolveResult.failure(
+                objective, f"{type(exc).__name__}: {exc}", self.backend.name
             )
         result.seconds = time.perf_counter() - t0
         trace.record(result.seconds, result.primal, result.dual_bound)

@@ -34,20 +34,7 @@ def failed_results(objectives: list[LinearObjective], message: str) -> list:
     """One ``status="error"`` result (no bound) per objective of a task that failed."""
     from mibpcert.solvers.base import SolveResult
 
-    return [
-        SolveResult(
-            status="error",
-            dual_bound=None,
-            primal=None,
-            gap=None,
-            seconds=0.0,
-            nodes=0,
-            message=f"task failed: {message}",
-            objective_name=obj.name,
-            sense=obj.sense,
-        )
-        for obj in objectives
-    ]
+    return [SolveResult.failure(obj, f"task failed: {message}") for obj in objectives]
 
 
 def run_tasks(tasks: list[SolveTask], executor) -> list[list]:
