@@ -10,11 +10,13 @@ radius eps, T steps; features standardised on the training split):
 * ``halfmoons``: make_moons (noise 0.1) 100 train / 100 test, features [x, x^2, x^3], linear
   6-1, hinge, lr 0.5; misclassified test points.
 
-Variants (ablation): ``full`` (LP bound tightening and the primal heuristic), ``no-tighten``,
-``no-heuristic``. Columns: the heuristic's attack value (replayed), the solver's primal, the
-certified bound (padded dual, combined with the interval bound), the interval bound, the gap,
-status and seconds (program build incl. tightening + heuristic + solve). Instances run in
-parallel processes (``--jobs``), each single-threaded.
+Variants (ablation): ``full`` (LP bound tightening and the primal heuristic; the encoding the
+method picks: the moment form for full-batch linear MSE, else the slot form under a k-of-n
+threat), ``no-tighten``, ``no-heuristic``, and ``points`` (``full`` with the per-point form:
+every training point carries its own poisoned input). Columns: the heuristic's attack value
+(replayed), the solver's primal, the certified bound (padded dual, combined with the interval
+bound), the interval bound, the gap, status and seconds (program build incl. tightening +
+heuristic + solve). Instances run in parallel processes (``--jobs``), each single-threaded.
 
 Usage::
 
@@ -47,6 +49,7 @@ VARIANTS = {
     "full": dict(tighten=True, heuristic=True),
     "no-tighten": dict(tighten=False, heuristic=True),
     "no-heuristic": dict(tighten=True, heuristic=False),
+    "points": dict(tighten=True, heuristic=True, form="points"),
 }
 
 
@@ -100,6 +103,7 @@ def run_instance(args: tuple) -> dict:
         "total_s": time.perf_counter() - t0,
         "bilinear": ex["program"]["bilinear_products"],
         "binaries": ex["program"]["binaries"],
+        "form": ex["program"]["form"],
     }
 
 
@@ -124,9 +128,7 @@ def main() -> None:
     ap.add_argument("--section", default="bench_exact")
     args = ap.parse_args()
 
-    grid = list(
-        itertools.product(args.datasets, args.ks, args.eps, args.steps, args.variants)
-    )
+    grid = list(itertools.product(args.datasets, args.ks, args.eps, args.steps, args.variants))
     tasks = [(*g, args.time_limit) for g in grid]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -146,7 +148,7 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     headers = [
-        "dataset", "k", "eps", "T", "variant", "clean", "heuristic", "primal", "bound",
+        "dataset", "k", "eps", "T", "variant", "form", "clean", "heuristic", "primal", "bound",
         "interval", "gap", "status", "s (build/heur/solve)",
     ]  # fmt: skip
     table = [
@@ -156,6 +158,7 @@ def main() -> None:
             r["eps"],
             r["T"],
             r["variant"],
+            r["form"],
             fmt(r["clean"]),
             fmt(r["heuristic"]),
             fmt(r["primal"]),

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from mibpcert import Config
-from mibpcert.attacks import TestObjective, coordinate_search, replay, threat_violations
+from mibpcert.attacks import (
+    TestObjective,
+    coordinate_search,
+    project_attack,
+    replay,
+    threat_violations,
+)
 from mibpcert.cli import main
 from mibpcert.methods.exact import ExactMethod
 from mibpcert.pipeline import build_problem, certify_problem
@@ -371,3 +377,80 @@ def test_moment_form_equals_per_point_form(threat):
     clean = TestObjective("misclassified").value(p, p.train_nominal().final)
     assert values[0] == pytest.approx(values[1], abs=1e-5)
     assert values[0] > clean, "the instance must be non-trivial"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"training__loss": "hinge", "threat__k": 1},
+        {"training__loss": "hinge", "threat__k": 2, "training__batch_size": 3},
+        {"training__loss": "mse", "threat__k": 1, "training__batch_size": 2, "threat__eps": 0.3},
+        {
+            "data__dataset": "iris",
+            "model__arch": "4-3",
+            "training__loss": "hinge",
+            "threat__k": 1,
+            "threat__eps": 1.0,
+            "data__standardize": True,
+        },
+        {
+            "data__dataset": "diabetes",
+            "data__standardize": True,
+            "model__arch": "10-1",
+            "training__loss": "mse",
+            "threat__k": 1,
+            "threat__eps": 0.3,
+            "training__batch_size": 3,
+            "training__lr": 0.2,
+            "training__epochs": 1,
+            "data__n_test": 4,
+        },
+    ],
+)
+def test_slot_form_equals_per_point_form(case):
+    """The slot form of a linear model (k slots choose the poisoned points; the clean points'
+    gradients need no bilinear product) is an exact reformulation: same optimum, and its attack
+    replays to the optimum."""
+    from mibpcert.encode.training import (
+        encode_training,
+        misclassified_objective,
+        mse_objective,
+        slot_form_applies,
+        slot_form_pays,
+    )
+    from mibpcert.methods.exact import ExactTask, solve_exact_task
+
+    kw = {
+        "training__epochs": 2,
+        "training__lr": 1.0,
+        "data__n_train": 6,
+        "data__n_test": 12,
+        "threat__eps": 0.5,
+        "threat__points": [0, 1, 2, 4],
+    }
+    kw.update(case)
+    p = _problem(**kw)
+    assert slot_form_applies(p)
+    regression = p.data.task == "regression"
+    obj_kind = "mse" if regression else "misclassified"
+    values, sizes = [], []
+    for slots in (True, False):
+        prog = encode_training(p, slots=slots)
+        b = prog.builder.fork()
+        layers = prog.layers(p)
+        obj = mse_objective(b, p, layers) if regression else misclassified_objective(b, p, layers)
+        (res,) = solve_exact_task(ExactTask(b.f, [obj], "scip", 120.0))
+        assert res.status == "optimal"
+        values.append(res.primal)
+        sizes.append(len(b.f.products))
+        if slots:  # the slot attack is a valid attack that reproduces the optimum
+            X, y = project_attack(p, *prog.poison.attack(res.x, p.data.X_train, p.data.y_train))
+            assert not threat_violations(p, X, y)
+            assert replay(p, X, y, TestObjective(obj_kind)) == pytest.approx(res.primal, abs=1e-4)
+            start = prog.poison.assignment(p.data.X_train, p.data.y_train, X, y)
+            assert start, "the attack maps back onto the slot variables"
+    clean = TestObjective(obj_kind).value(p, p.train_nominal().final)
+    assert values[0] == pytest.approx(values[1], abs=1e-5)
+    assert values[0] > clean + 1e-6, "the instance must be non-trivial"
+    # the cost model that picks the form by default agrees with the programs built
+    assert slot_form_pays(p, len(p.batches())) == (sizes[0] < sizes[1])

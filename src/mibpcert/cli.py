@@ -76,6 +76,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         "exact, margin: comma-separated test points to solve exactly (default: all open ones)",
     ),
     ("--heuristic-time", "method.heuristic_time", float, "exact: seconds for the attack heuristic"),
+    (
+        "--form",
+        "method.form",
+        str,
+        "exact: auto (default) | points | slots (linear, k-of-n) | moments (full-batch linear MSE)",
+    ),
     ("--executor", "method.executor", str, "mibp: process (default) | inprocess | ray"),
     ("--ray-address", "method.ray_address", str, "mibp: Ray cluster to use (default: local Ray)"),
     ("--out", "output.dir", str, "output directory (report.json, boxes.npz)"),

@@ -113,9 +113,7 @@ class Builder:
     def scale(self, e: Expr, c: float) -> Expr:
         return self.affine([(c, e)])
 
-    def materialize(
-        self, e: Expr, name: str = "", lo: float = -np.inf, hi: float = np.inf
-    ) -> Expr:
+    def materialize(self, e: Expr, name: str = "", lo: float = -np.inf, hi: float = np.inf) -> Expr:
         """A single variable equal to ``e`` (``e`` itself when it already is one).
 
         ``lo``/``hi``: further *proven* bounds on the value of ``e`` (e.g. from another sound

@@ -131,6 +131,18 @@ def poison_vars(b: Builder, problem: Problem, indices: np.ndarray) -> PoisonVars
     return pv
 
 
+def clean_labels(b: Builder, problem: Problem) -> PoisonVars:
+    """The clean training set as constants (no poisoning variables): what the loss gradient of an
+    unpoisoned point reads."""
+    data = problem.data
+    n = data.n_train
+    pv = PoisonVars(np.arange(n), {i: [b.const(v) for v in data.X_train[i]] for i in range(n)})
+    if data.task == "regression":
+        Y = data.y_train.reshape(n, -1)
+        pv.targets = {i: [b.const(v) for v in Y[i]] for i in range(n)}
+    return pv
+
+
 def _inputs(b: Builder, problem: Problem, idx: np.ndarray, pv: PoisonVars) -> None:
     t = problem.threat
     X = problem.data.X_train

@@ -207,8 +207,7 @@ def gradient_exprs(
                     for c in range(len(a_prev))
                 ]
                 delta = [
-                    b.mul(masks[L - 1][c], back[c], f"d{name}_{L}_{c}")
-                    for c in range(len(a_prev))
+                    b.mul(masks[L - 1][c], back[c], f"d{name}_{L}_{c}") for c in range(len(a_prev))
                 ]
     B = float(len(idx))
     return [b.affine([(1.0 / B, e) for e in terms]) for terms in grad_terms]

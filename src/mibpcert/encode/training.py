@@ -33,8 +33,13 @@ from mibpcert.bounds.interval import Interval
 from mibpcert.encode.builder import Builder, Expr
 from mibpcert.encode.formulation import LinearObjective
 from mibpcert.encode.network import Layers, forward_exprs
-from mibpcert.encode.poison import PoisonVars, poison_vars
-from mibpcert.encode.step import check_supported, gradient_exprs
+from mibpcert.encode.poison import PoisonVars, clean_labels, poison_vars
+from mibpcert.encode.step import (
+    _hinge_grad,
+    _output_gradient,
+    check_supported,
+    gradient_exprs,
+)
 from mibpcert.problem import Problem
 
 #: padding of LP dual bounds used to tighten variable bounds (absolute + relative)
@@ -57,6 +62,7 @@ class TrainingProgram:
     upper: np.ndarray
     step_info: list[dict] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
+    form: str = "points"  # points | slots | moments
 
     @property
     def n_steps(self) -> int:
@@ -149,11 +155,14 @@ def encode_training(
     tighten: TightenFn | None = None,
     on_step: Callable[[int, int], None] | None = None,
     moments: bool | None = None,
+    slots: bool | None = None,
 ) -> TrainingProgram:
     """Unroll the first ``steps`` training steps (default: all) into one program.
 
     ``moments``: use the moment form of a full-batch linear MSE model (:func:`_moments`);
-    ``None`` chooses it where it applies and has fewer bilinear products.
+    ``None`` chooses it where it applies and has fewer bilinear products. ``slots``: use the
+    slot form of a linear model under a k-of-n feature threat (:func:`_slot_gradient`) when the
+    moment form is not used; ``None`` chooses it where it applies.
 
     ``box_step(box, step, batch)``: a sound box of theta_{t+1} given theta_t in ``box`` (e.g. the
     interval step intersected with the AGT step); ``tighten``: an LP pass that proves tighter
@@ -170,7 +179,19 @@ def encode_training(
     elif moments and not moment_form_applies(problem):
         raise ValueError("the moment form needs a full-batch linear MSE model (see its doc)")
     if moments:
+        slots = False
+    elif slots is None:
+        slots = slot_form_applies(problem) and slot_form_pays(problem, T)
+    elif slots and not slot_form_applies(problem):
+        raise ValueError(
+            "the slot form needs a linear hinge/MSE model under a k-of-n feature threat with "
+            "clean labels (see slot_form_applies)"
+        )
+    pv: PoisonVars | SlotPoison
+    if moments:
         M, cv, pv = _moments(b, problem)
+    elif slots:
+        pv = _slots(b, problem)
     else:
         pv = poison_vars(b, problem, np.arange(problem.data.n_train))
     theta = [b.const(float(v)) for v in problem.theta0]
@@ -185,6 +206,8 @@ def encode_training(
         idx, lr = batches[t], problem.recipe.lr_at(t)
         if moments:
             grads = _moment_gradient(b, problem, M, cv, theta)
+        elif slots:
+            grads = _slot_gradient(b, problem, layers_of(problem, theta), idx, pv, f"s{t}_")
         else:
             grads = _batch_gradient(b, problem, layers_of(problem, theta), theta, idx, pv, f"s{t}_")
         box = (
@@ -216,7 +239,8 @@ def encode_training(
         info.append(row)
         if on_step is not None:
             on_step(t + 1, T)
-    return TrainingProgram(b, pv, thetas, lower, upper, info, seconds)
+    form = "moments" if moments else "slots" if slots else "points"
+    return TrainingProgram(b, pv, thetas, lower, upper, info, seconds, form)
 
 
 # ----------------------------------------------------------------------------- test objectives
@@ -310,15 +334,22 @@ def misclassified_objective(
 
 @dataclass
 class SlotPoison:
-    """Feature poisoning of a full-batch linear MSE model through ``S`` slots.
+    """Feature poisoning of exactly ``k`` of the points in scope through ``k`` slots (linear
+    models with clean labels: the moment form and the slot form).
 
-    Slot s either belongs to a fixed point (every point in scope may change) or chooses one
-    point of the scope with binaries ``z_si`` (k of n). Its poisoned input is ``x_s + d_s`` with
-    ``x_s = sum_i z_si x_i``; labels stay clean (``y_s = sum_i z_si y_i``).
+    Slot s chooses one point of the scope with binaries ``z_si`` (``sum_i z_si = 1``; a point
+    fills at most one slot, ``sel_i = sum_s z_si``; slots hold points in increasing index order,
+    which removes the k! symmetric copies) or, when every point in scope may change, belongs to
+    one fixed point. Its poisoned input is ``x'_s = sum_i z_si x_i + d_s`` within the chosen
+    point's box, its label the chosen point's clean label. Choosing a point and leaving it
+    unchanged (``d_s = 0``) is allowed, so "exactly k" loses no attack of "at most k".
     """
 
     points: dict[int, dict[int, Expr]]  # slot -> {training index: z_si (or constant 1)}
     delta: dict[int, list[Expr]]  # slot -> perturbation per feature
+    inputs: dict[int, list[Expr]] = field(default_factory=dict)  # slot -> x'_s per feature
+    labels: dict[int, list[Expr]] = field(default_factory=dict)  # slot -> one-hot / targets
+    select: dict[int, Expr] = field(default_factory=dict)  # point -> sel_i (binary)
 
     def attack(self, x: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.array(X, dtype=np.float64, copy=True)
@@ -330,27 +361,208 @@ class SlotPoison:
 
     def assignment(self, X0: np.ndarray, y0: np.ndarray, X: np.ndarray, y: np.ndarray) -> dict:
         out: dict[int, float] = {}
+
+        def put(e: Expr, v: float) -> None:
+            if e.is_var:
+                out[e.idx[0]] = float(v)
+
         changed = [int(i) for i in np.flatnonzero(np.any(np.abs(X - X0) > 1e-9, axis=1))]
-        free = dict(self.points)
-        for s, zs in list(free.items()):  # fixed slots first
-            if len(zs) == 1:
+        free = {}
+        for s, zs in self.points.items():
+            if len(zs) == 1:  # a fixed slot
                 (i,) = zs
                 for e, v in zip(self.delta[s], X[i] - X0[i], strict=True):
-                    if e.is_var:
-                        out[e.idx[0]] = float(v)
-                del free[s]
-                if i in changed:
-                    changed.remove(i)
-        for s, zs in free.items():
-            i = changed.pop(0) if changed else None
-            for j, z in zs.items():
-                if z.is_var:
-                    out[z.idx[0]] = float(j == i)
-            dv = np.zeros(X.shape[1]) if i is None else X[i] - X0[i]
-            for e, v in zip(self.delta[s], dv, strict=True):
-                if e.is_var:
-                    out[e.idx[0]] = float(v)
+                    put(e, v)
+            else:
+                free[s] = zs
+        if free:  # the changed points, filled up with unchanged ones, in increasing order
+            scope = sorted({i for zs in free.values() for i in zs})
+            fillers = [i for i in scope if i not in changed]
+            chosen = sorted(changed + fillers[: max(0, len(free) - len(changed))])
+            for s, i in zip(sorted(free), chosen, strict=False):
+                for j, z in free[s].items():
+                    put(z, float(j == i))
+                for e, v in zip(self.delta[s], X[i] - X0[i], strict=True):
+                    put(e, v)
+                if i in self.select:
+                    put(self.select[i], 1.0)
+            for i, e in self.select.items():
+                if i not in chosen:
+                    put(e, 0.0)
         return out
+
+
+def _slots(b: Builder, problem: Problem) -> SlotPoison:
+    """The slots of a k-of-n feature threat with clean labels (see :class:`SlotPoison`)."""
+    data, t = problem.data, problem.threat
+    X0 = data.X_train
+    n, d = X0.shape
+    scope = [int(i) for i in t.scope(n)]
+    S = len(scope) if t.k is None else min(int(t.k), len(scope))
+    lo_box, hi_box = t.feature_box(X0)
+    fixed = S == len(scope)
+    slots = SlotPoison({}, {})
+    if data.task == "regression":
+        Y = data.y_train.reshape(n, -1).astype(np.float64)
+    else:  # one-hot clean labels (one column for one output: the class-1 indicator)
+        C = int(data.n_classes)
+        Y = np.eye(C)[np.asarray(data.y_train, dtype=np.int64)]
+        if problem.arch.n_outputs == 1:
+            Y = Y[:, 1:2]
+    for s in range(S):
+        if fixed:
+            zs = {scope[s]: b.const(1.0)}
+        else:
+            zs = {i: b.var(0.0, 1.0, f"slot{s}_pt{i}", binary=True) for i in scope}
+            b.constrain(b.add(*zs.values()), 1.0, 1.0)
+        xs = [b.affine([(float(X0[i, j]), z) for i, z in zs.items()]) for j in range(d)]
+        delta, xp = [], []
+        for j in range(d):
+            lo_j = min(float(lo_box[i, j]) for i in zs)
+            hi_j = max(float(hi_box[i, j]) for i in zs)
+            dlo = min(float(lo_box[i, j] - X0[i, j]) for i in zs)
+            dhi = max(float(hi_box[i, j] - X0[i, j]) for i in zs)
+            e = b.var(dlo, dhi, f"slot{s}_d{j}") if dlo < dhi else b.const(0.0)
+            x = b.materialize(b.affine([(1.0, xs[j]), (1.0, e)]), f"slot{s}_x{j}", lo_j, hi_j)
+            if not e.is_const:  # x'_s within the chosen point's box
+                b.constrain(
+                    b.affine([(1.0, x)] + [(-float(lo_box[i, j]), z) for i, z in zs.items()]),
+                    lo=0.0,
+                )
+                b.constrain(
+                    b.affine([(1.0, x)] + [(-float(hi_box[i, j]), z) for i, z in zs.items()]),
+                    hi=0.0,
+                )
+            delta.append(e)
+            xp.append(x)
+        labels = []
+        for r in range(Y.shape[1]):
+            e = b.affine([(float(Y[i, r]), z) for i, z in zs.items()])
+            if data.task != "regression" and not e.is_const:  # a 0/1 label: one binary
+                u = b.var(0.0, 1.0, f"slot{s}_y{r}", binary=True)
+                b.constrain(b.affine([(1.0, u), (-1.0, e)]), 0.0, 0.0)
+                e = u
+            labels.append(e)
+        slots.points[s], slots.delta[s] = zs, delta
+        slots.inputs[s], slots.labels[s] = xp, labels
+    if not fixed:
+        for i in scope:
+            sel = b.var(0.0, 1.0, f"sel{i}", binary=True)  # sel_i = sum_s z_si <= 1
+            b.constrain(
+                b.affine([(1.0, sel)] + [(-1.0, slots.points[s][i]) for s in range(S)]), 0.0, 0.0
+            )
+            slots.select[i] = sel
+        for s in range(1, S):  # symmetry: slot s holds a point of larger index than slot s - 1
+            b.constrain(
+                b.affine(
+                    [(float(i), z) for i, z in slots.points[s].items()]
+                    + [(-float(i), z) for i, z in slots.points[s - 1].items()]
+                ),
+                lo=1.0,
+            )
+    return slots
+
+
+def slot_form_applies(problem: Problem) -> bool:
+    """Linear model, hinge or MSE loss, features of at most k < |scope| points perturbed in a
+    bounded box, labels clean, no discrete/paired threat: the slot form applies."""
+    t = problem.threat
+    n = problem.data.n_train
+    if not (
+        problem.arch.n_layers == 1
+        and t.perturbs_features
+        and t.k is not None
+        and int(t.k) < len(t.scope(n))
+        and t.label_k == 0
+        and not t.discrete
+        and not t.paired
+    ):
+        return False
+    lo, hi = t.feature_box(problem.data.X_train)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        return False
+    loss = problem.recipe.loss
+    return loss == "hinge" or (
+        loss == "mse" and (problem.data.task == "regression" or problem.arch.n_outputs == 1)
+    )
+
+
+def slot_form_pays(problem: Problem, steps: int) -> bool:
+    """Whether the slot form has fewer bilinear products than the per-point form: both pay a
+    forward (and for MSE a gradient) product per poisonable point and feature in a batch, the
+    per-point form for every point of the scope in the batch, the slot form for each of the k
+    slots in every batch that holds a point of the scope."""
+    t = problem.threat
+    scope = set(t.scope(problem.data.n_train).tolist())
+    k = int(t.k) if t.k is not None else len(scope)
+    per_point = slot = 0
+    for idx in problem.batches()[:steps]:
+        m = len(scope.intersection(int(i) for i in idx))
+        per_point += m
+        slot += k if m else 0
+    return slot < per_point
+
+
+def _slot_gradient(
+    b: Builder, problem: Problem, layers: Layers, idx: np.ndarray, slots: SlotPoison, tag: str
+) -> list[Expr]:
+    """Batch-mean gradient of a linear model in the slot form: every point of the batch with its
+    clean input, its contribution switched off when it is chosen (``(1 - sel_i) dL/do_i``), plus
+    each slot whose point is in the batch with its poisoned input. Only the slots' forward and
+    gradient products are bilinear: k d q per step instead of |scope| d q."""
+    data = problem.data
+    (ws, bs), (_, d) = problem.arch.slices()[0], problem.arch.layer_shapes[0]
+    grad_terms: list[list[Expr]] = [[] for _ in range(problem.arch.n_params)]
+
+    def add(delta: list[Expr], x: list[Expr], name: str) -> None:
+        delta = [dl if dl.is_const or b.is_binary_combo(dl) else b.materialize(dl) for dl in delta]
+        for r, dl in enumerate(delta):
+            for c, xc in enumerate(x):
+                grad_terms[ws.start + r * d + c].append(b.mul(dl, xc, f"gW{name}_{r}_{c}"))
+            grad_terms[bs.start + r].append(dl)
+
+    clean = clean_labels(b, problem)
+    for i in idx:
+        i = int(i)
+        x = [b.const(float(v)) for v in data.X_train[i]]
+        (_, out), _ = forward_exprs(b, layers, x, f"{tag}{i}")
+        delta = _output_gradient(b, problem, i, out, clean)
+        sel = slots.select.get(i)
+        if sel is not None:  # the point's clean contribution counts unless a slot holds it
+            keep = b.affine([(-1.0, sel)], 1.0)
+            delta = [b.mul(keep, dl, f"keep{tag}{i}_{r}") for r, dl in enumerate(delta)]
+        add(delta, x, f"{tag}{i}")
+    in_batch = {int(i) for i in idx}
+    for s, zs in slots.points.items():
+        inside = [z for i, z in zs.items() if i in in_batch]
+        if not inside:
+            continue
+        name = f"{tag}slot{s}"
+        (_, out), _ = forward_exprs(b, layers, slots.inputs[s], name)
+        delta = _slot_output_gradient(b, problem, out, slots.labels[s], name)
+        if len(inside) < len(zs):  # mini-batch: the slot counts when its point is in the batch
+            w = b.var(0.0, 1.0, f"w{name}", binary=True)
+            b.constrain(b.affine([(1.0, w)] + [(-1.0, z) for z in inside]), 0.0, 0.0)
+            delta = [b.mul(w, dl, f"in{name}_{r}") for r, dl in enumerate(delta)]
+        add(delta, slots.inputs[s], name)
+    B = float(len(idx))
+    return [b.affine([(1.0 / B, e) for e in terms]) for terms in grad_terms]
+
+
+def _slot_output_gradient(
+    b: Builder, problem: Problem, out: list[Expr], label: list[Expr], tag: str
+) -> list[Expr]:
+    """dloss/do of a slot's point: hinge (one output or one-vs-rest) or MSE, with the label
+    given as one-hot binaries (the class-1 indicator for one output) or regression targets."""
+    if problem.data.task == "regression":
+        q = len(out)
+        return [b.affine([(2.0 / q, o), (-2.0 / q, t)]) for o, t in zip(out, label, strict=True)]
+    signs = [b.affine([(2.0, u)], -1.0) for u in label]  # +-1 label signs
+    if problem.recipe.loss == "mse":  # one output, targets +-1
+        return [b.affine([(2.0, out[0]), (-2.0, signs[0])])]
+    return [
+        _hinge_grad(b, y, o, f"{tag}_{r}") for r, (y, o) in enumerate(zip(signs, out, strict=True))
+    ]
 
 
 def moment_form_applies(problem: Problem) -> bool:
@@ -418,41 +630,10 @@ def _moments(b: Builder, problem: Problem):
             [b.materialize(e, f"c{a}_{r}") for r, e in enumerate(row)] for a, row in enumerate(cv)
         ]
         return M, cv, pv
-    scope = [int(i) for i in t.scope(n)]
-    S = len(scope) if t.k is None else min(int(t.k), len(scope))
-    lo_box, hi_box = t.feature_box(X0)
-    fixed = S == len(scope)
-    slots = SlotPoison({}, {})
-    z_by_point: dict[int, list[Expr]] = {i: [] for i in scope}
-    for s in range(S):
-        if fixed:
-            i = scope[s]
-            zs = {i: b.const(1.0)}
-        else:
-            zs = {i: b.var(0.0, 1.0, f"slot{s}_pt{i}", binary=True) for i in scope}
-            b.constrain(b.add(*zs.values()), hi=1.0)
-            for i, z in zs.items():
-                z_by_point[i].append(z)
-        xs = [b.affine([(float(X0[i, j]), z) for i, z in zs.items()]) for j in range(d)]
-        delta = []
-        for j in range(d):
-            dlo = min(float(lo_box[i, j] - X0[i, j]) for i in zs)
-            dhi = max(float(hi_box[i, j] - X0[i, j]) for i in zs)
-            e = b.var(dlo, dhi, f"slot{s}_d{j}") if dlo < dhi else b.const(0.0)
-            if not e.is_const:  # x_s + d_s within the chosen point's box (0 when unused)
-                xp = b.affine([(1.0, xs[j]), (1.0, e)])
-                b.constrain(
-                    b.affine([(1.0, xp)] + [(-float(lo_box[i, j]), z) for i, z in zs.items()]),
-                    lo=0.0,
-                )
-                b.constrain(
-                    b.affine([(1.0, xp)] + [(-float(hi_box[i, j]), z) for i, z in zs.items()]),
-                    hi=0.0,
-                )
-            delta.append(e)
-        slots.points[s], slots.delta[s] = zs, delta
+    slots = _slots(b, problem)
+    for s, zs in slots.points.items():
+        delta, xp = slots.delta[s], slots.inputs[s]
         # M += [[x'x'^T - sum z x x^T, d], [d^T, 0]] with x' = x_s + d_s
-        xp = [b.materialize(b.affine([(1.0, xs[j]), (1.0, delta[j])])) for j in range(d)]
         for a in range(d):
             for c in range(a, d):
                 if delta[a].is_const and delta[c].is_const:
@@ -466,14 +647,11 @@ def _moments(b: Builder, problem: Problem):
             M[d][a] = M[a][d]
         # c += d_s y_s (clean labels of the chosen point)
         for r in range(q):
-            ys = b.materialize(b.affine([(float(Y0[i, r]), z) for i, z in zs.items()]))
+            u = slots.labels[s][r]  # y_s: a regression target or a +-1 sign (exact product)
+            ys = b.materialize(u) if data.task == "regression" else b.affine([(2.0, u)], -1.0)
             for a in range(d):
                 if not delta[a].is_const:
                     cv[a][r] = b.affine([(1.0, cv[a][r]), (1.0, b.mul(delta[a], ys))])
-    if not fixed:
-        for zlist in z_by_point.values():
-            if len(zlist) > 1:
-                b.constrain(b.add(*zlist), hi=1.0)  # a point fills at most one slot
     M = [
         [b.materialize(e, f"M{a}_{c}") if a <= c else None for c, e in enumerate(row)]
         for a, row in enumerate(M)

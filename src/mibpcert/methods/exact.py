@@ -55,6 +55,8 @@ from mibpcert.methods.interval import interval_step
 from mibpcert.problem import Problem
 
 OBJECTIVES = ("mse", "margin", "misclassified")
+#: encodings of the training steps: ``auto`` picks the smallest that applies
+FORMS = ("auto", "points", "slots", "moments")
 PAD_ABS = 1e-6
 PAD_REL = 1e-6
 
@@ -162,6 +164,7 @@ class ExactMethod:
         tighten: bool = True,
         heuristic: bool = True,
         heuristic_time: float | None = None,
+        form: str = "auto",
         lp_solver: str = "highs",
         workers: int | None = 1,
         executor: str = "process",
@@ -177,6 +180,8 @@ class ExactMethod:
             )
         if time_limit is not None and not time_limit > 0:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}.")
+        if form not in FORMS:
+            raise ConfigError(f"unknown exact form {form!r}; use one of {', '.join(FORMS)}.")
         if heuristic_time is not None and not heuristic_time >= 0:
             raise ConfigError(f"heuristic_time must be >= 0 seconds, got {heuristic_time}.")
         self.solver = solver
@@ -186,6 +191,7 @@ class ExactMethod:
         self.tighten = tighten
         self.heuristic = heuristic
         self.heuristic_time = heuristic_time
+        self.form = form
         self.lp_solver = lp_solver
         self.workers = workers
         self.executor = executor
@@ -230,6 +236,20 @@ class ExactMethod:
                 raise ConfigError(f"test point {i} does not exist (the test set has {n_test}).")
         if self.test_points is not None and kind != "margin":
             raise ConfigError("test_points select the points of the 'margin' objective only.")
+        from mibpcert.encode.training import moment_form_applies, slot_form_applies
+
+        if self.form == "slots" and not slot_form_applies(problem):
+            raise ConfigError(
+                "form 'slots' needs a linear model with hinge or MSE loss under a k-of-n "
+                "feature threat (k below the number of points in scope), clean labels and no "
+                "discrete or paired threat; use form 'auto' or 'points'."
+            )
+        if self.form == "moments" and not moment_form_applies(problem):
+            raise ConfigError(
+                "form 'moments' needs a full-batch linear model with MSE loss, no discrete or "
+                "paired threat and clean labels when features change; use form 'auto' or "
+                "'points'."
+            )
         backend = get_backend(self.solver)
         backend.check()
         if "bilinear" not in backend.capabilities:
@@ -266,7 +286,20 @@ class ExactMethod:
         if not get_backend(lp).available():
             lp = self.solver
         tighten = lp_tightener(lp, self.time_limit) if self.tighten else None
-        return encode_training(problem, box_step=box_step, tighten=tighten, on_step=on_step)
+        moments, slots = {
+            "auto": (None, None),
+            "points": (False, False),
+            "slots": (False, True),
+            "moments": (True, False),
+        }[self.form]
+        return encode_training(
+            problem,
+            box_step=box_step,
+            tighten=tighten,
+            on_step=on_step,
+            moments=moments,
+            slots=slots,
+        )
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
         """The per-step parameter boxes the program uses (interval/AGT steps, LP-tightened)."""
@@ -293,7 +326,7 @@ class ExactMethod:
         else:
             outcome = self._run_single(problem, prog, bounds, kind)
         outcome.section["program_seconds"] = build_seconds
-        outcome.section["program"] = prog.builder.f.stats()
+        outcome.section["program"] = {**prog.builder.f.stats(), "form": prog.form}
         outcome.section["tightening"] = self.tighten
         outcome.section["heuristic_enabled"] = self.heuristic
         if self.out_dir is not None:

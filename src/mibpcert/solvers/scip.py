@@ -176,6 +176,9 @@ class SCIPSession(Session):
         model.setParam("limits/time", _NO_TIME_LIMIT if time_limit is None else time_limit)
         start_used = None
         if start:
+            # a start fixes the attack, a small share of the variables: let SCIP's completesol
+            # heuristic fill in the rest however many are unknown (default: give up at 85 %)
+            model.setParam("heuristics/completesol/maxunknownrate", 1.0)
             sol = model.createPartialSol()
             for j, v in start.items():
                 model.setSolVal(sol, self._vars[j], v)
