@@ -283,6 +283,13 @@ def test_exact_rejects_bad_options():
     q = _problem(threat__test_eps=0.1)
     with pytest.raises(UnsupportedError, match="test_eps"):
         ExactMethod().check(q)
+    with pytest.raises(ConfigError, match="unknown exact form"):
+        ExactMethod(form="dense")
+    # the slot form needs a k-of-n threat, the moment form a full-batch MSE model
+    with pytest.raises(ConfigError, match="form 'slots' needs"):
+        ExactMethod(form="slots").check(_problem(threat__eps=0.1))
+    with pytest.raises(ConfigError, match="form 'moments' needs"):
+        ExactMethod(form="moments").check(_problem(threat__eps=0.1, training__loss="hinge"))
 
 
 def test_cli_exact_writes_attack_and_metrics(tmp_path, capsys):
@@ -312,6 +319,8 @@ def test_cli_exact_writes_attack_and_metrics(tmp_path, capsys):
             "1",
             "--heuristic-time",
             "0.3",
+            "--form",
+            "points",
             "--time-limit",
             "60",
             "--out",
@@ -327,6 +336,7 @@ def test_cli_exact_writes_attack_and_metrics(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "exact"
     assert report["exact"]["trace"], "the solve's progress trace is recorded"
+    assert report["exact"]["program"]["form"] == "points"  # --form overrides auto (slots)
     assert (out / "best.npz").exists() and (out / "best.csv").exists()
     saved = np.load(out / "best.npz")
     p = _problem(data__n_train=5, data__n_test=10, training__epochs=2, threat__eps=0.3)
