@@ -456,7 +456,13 @@ def test_slot_form_equals_per_point_form(case):
         if slots:  # the slot attack is a valid attack that reproduces the optimum
             X, y = project_attack(p, *prog.poison.attack(res.x, p.data.X_train, p.data.y_train))
             assert not threat_violations(p, X, y)
-            assert replay(p, X, y, TestObjective(obj_kind)) == pytest.approx(res.primal, abs=1e-4)
+            theta = p.train_poisoned(X, y).final
+            if regression:
+                assert TestObjective("mse").value(p, theta) == pytest.approx(res.primal, abs=1e-4)
+            else:  # the count is reproduced up to margins within the solver's tolerance of 0
+                mg = TestObjective("misclassified").margins(p, theta)
+                assert np.sum(mg <= 0.0) <= res.primal + 1e-6
+                assert np.sum(mg <= 1e-5) >= res.primal - 1e-6
             start = prog.poison.assignment(p.data.X_train, p.data.y_train, X, y)
             assert start, "the attack maps back onto the slot variables"
     clean = TestObjective(obj_kind).value(p, p.train_nominal().final)
