@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/bench_exact.py [--datasets iris-binary diabetes] [--ks 1 2 5]
         [--eps 0.05 0.1] [--steps 5 10] [--variants full] [--time-limit 60] [--jobs 2]
+        [--resume]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import csv
 import itertools
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def run_instance(args: tuple) -> dict:
         "eps": eps,
         "T": T,
         "variant": variant,
+        "time_limit": time_limit,
         "objective": objective,
         "clean": ex["clean_value"],
         "heuristic": ex["heuristic"],
@@ -104,7 +106,30 @@ def run_instance(args: tuple) -> dict:
         "bilinear": ex["program"]["bilinear_products"],
         "binaries": ex["program"]["binaries"],
         "form": ex["program"]["form"],
+        "tightened_steps": ex["tightened_steps"],
     }
+
+
+def _key_of(g: tuple, time_limit: float) -> tuple:
+    name, k, eps, T, variant = g
+    return (str(name), int(k), float(eps), int(T), str(variant), float(time_limit))
+
+
+def _key(row: dict) -> tuple:
+    g = (row["dataset"], row["k"], row["eps"], row["T"], row["variant"])
+    return _key_of(g, row["time_limit"])
+
+
+def _parse(v: str):
+    """A CSV cell back to None, int, float or str."""
+    if v == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
 
 
 def fmt(v, digits: int = 4) -> str:
@@ -126,15 +151,36 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--csv", default=str(ROOT / "benchmarks" / "results" / "exact.csv"))
     ap.add_argument("--section", default="bench_exact")
+    ap.add_argument(
+        "--resume", action="store_true", help="keep the instances already in --csv, run the rest"
+    )
     args = ap.parse_args()
 
     grid = list(itertools.product(args.datasets, args.ks, args.eps, args.steps, args.variants))
-    tasks = [(*g, args.time_limit) for g in grid]
+    csv_path = Path(args.csv)
+    done = {}
+    if args.resume and csv_path.exists():
+        with open(csv_path, newline="") as fh:
+            for raw in csv.DictReader(fh):
+                row = {key: _parse(v) for key, v in raw.items()}
+                done[_key(row)] = row
+    elif csv_path.exists():
+        csv_path.unlink()
+    todo = [(*g, args.time_limit) for g in grid if _key_of(g, args.time_limit) not in done]
+    print(f"{len(grid) - len(todo)} of {len(grid)} instances already in {csv_path}", flush=True)
     t0 = time.perf_counter()
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        rows = []
-        for row in pool.map(run_instance, tasks):
-            rows.append(row)
+        futures = [pool.submit(run_instance, task) for task in todo]
+        for fut in as_completed(futures):
+            row = fut.result()
+            done[_key(row)] = row
+            new_file = not csv_path.exists()
+            with open(csv_path, "a", newline="") as fh:  # each instance lands as it finishes
+                w = csv.DictWriter(fh, fieldnames=list(row))
+                if new_file:
+                    w.writeheader()
+                w.writerow(row)
             print(
                 f"{row['dataset']} k={row['k']} eps={row['eps']} T={row['T']} "
                 f"{row['variant']}: {row['status']} attack {fmt(row['best_attack'])} "
@@ -142,14 +188,14 @@ def main() -> None:
                 flush=True,
             )
     wall = time.perf_counter() - t0
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    order = {name: n for n, name in enumerate([*DATASETS, *VARIANTS])}
+    rows = sorted(  # every instance in the CSV (this grid and resumed ones), in grid order
+        done.values(),
+        key=lambda r: (order[r["dataset"]], r["k"], r["eps"], r["T"], order[r["variant"]]),
+    )
     headers = [
         "dataset", "k", "eps", "T", "variant", "form", "clean", "heuristic", "primal", "bound",
-        "interval", "gap", "status", "s (build/heur/solve)",
+        "interval", "gap", "status", "tightened", "s (build/heur/solve)",
     ]  # fmt: skip
     table = [
         [
@@ -166,6 +212,7 @@ def main() -> None:
             fmt(r["interval"]),
             fmt(r["gap"], 3),
             r["status"],
+            f"{r['tightened_steps']}/{r['T']}" if VARIANTS[r["variant"]]["tighten"] else "-",
             f"{r['program_s']:.0f}/{r['heuristic_s']:.0f}/{r['solve_s']:.0f}",
         ]
         for r in rows
@@ -176,7 +223,10 @@ def main() -> None:
     lines = header_lines("bench_exact.py", "exact: attacks and certificates (bench_exact)")
     lines += [
         f"* per-program time limit {args.time_limit:g} s; {args.jobs} instances in parallel, "
-        f"single-threaded each; wall time {wall:.0f} s; CSV: `{shown(Path(args.csv))}`",
+        f"single-threaded each; wall time {wall:.0f} s for the {len(todo)} instances of this "
+        f"invocation (--resume keeps earlier ones); CSV: `{shown(Path(args.csv))}`",
+        "* LP tightening: at most the time limit over all steps (`--tighten-time`); "
+        "`tightened`: steps tightened before that budget ran out",
         "* objective: misclassified test points under one shared attack (classification), "
         "worst-case test MSE of the standardised target (diabetes); `clean`: the objective "
         "without attack; `heuristic`: replayed value of the coordinate-search attack; "

@@ -77,6 +77,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ),
     ("--heuristic-time", "method.heuristic_time", float, "exact: seconds for the attack heuristic"),
     (
+        "--tighten-time",
+        "method.tighten_time",
+        float,
+        "exact: seconds for LP bound tightening over all steps (default: the time limit)",
+    ),
+    (
         "--form",
         "method.form",
         str,

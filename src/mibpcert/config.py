@@ -11,7 +11,7 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
                 paired
     [method]    name, solver, relax, time_limit, workers, lp_first, test_mip, resume, executor,
                 ray_address (solver options apply to method 'mibp'); objective, test_points,
-                tighten, heuristic, heuristic_time, form (method 'exact')
+                tighten, tighten_time, heuristic, heuristic_time, form (method 'exact')
     [output]    dir
 """
 
@@ -94,6 +94,7 @@ class MethodConfig:
     objective: str | None = None
     test_points: list[int] | None = None
     tighten: bool = True
+    tighten_time: float | None = None
     heuristic: bool = True
     heuristic_time: float | None = None
     form: str = "auto"

@@ -16,6 +16,9 @@ program, so tightening never cuts an attack.
 Exact reformulation: for a linear model with the MSE loss the gradient contribution of the
 clean points of a batch is linear in theta; it enters as ``(2/q) (A theta_r - c_r)`` with the
 precomputed ``A = sum x~ x~^T`` (x~ = [x; 1]) instead of one output variable per point and step.
+Two encodings of a linear model's poisoning avoid one poisoned input per training point: the
+moment form (full-batch MSE, :func:`_moments`) and the slot form (hinge or MSE under a k-of-n
+feature threat, :func:`_slot_gradient`), both built on the k slots of :class:`SlotPoison`.
 
 Test objectives (:func:`test_objective`): worst-case test MSE (regression), the margin of one test
 point (minimised), or the number of misclassified test points (maximised).

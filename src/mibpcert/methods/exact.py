@@ -88,14 +88,22 @@ def solve_exact_task(task: ExactTask, progress: ProgressFn | None = None) -> lis
         ]
 
 
-def lp_tightener(backend: str, time_limit: float | None) -> Callable:
+def lp_tightener(backend: str, time_limit: float | None, budget: float | None = None) -> Callable:
     """A :data:`~mibpcert.encode.training.TightenFn`: min and max of every new parameter over
-    the McCormick LP relaxation of the program so far; padded dual bounds."""
+    the McCormick LP relaxation of the program so far; padded dual bounds.
+
+    ``budget``: seconds for all steps together; once spent, later steps keep their interval/AGT
+    bounds (sound: tightening only ever narrows proven bounds) and report ``skipped``.
+    """
     from mibpcert.solvers.tasks import SolveTask, solve_task
+
+    spent = [0.0]
 
     def tighten(b: Builder, exprs: list) -> tuple[np.ndarray, np.ndarray, dict]:
         m = len(exprs)
         lo, hi = np.full(m, -np.inf), np.full(m, np.inf)
+        if budget is not None and spent[0] >= budget:
+            return lo, hi, {"skipped": True, "reason": f"tightening budget {budget:g} s spent"}
         which = [j for j, e in enumerate(exprs) if e.is_var]
         objectives = [
             LinearObjective(np.array([exprs[j].idx[0]]), np.array([1.0]), 0.0, s, f"{s} {j}")
@@ -117,6 +125,7 @@ def lp_tightener(backend: str, time_limit: float | None) -> Callable:
                 lo[j] = bound
             else:
                 hi[j] = bound
+        spent[0] += time.perf_counter() - t0
         before = np.array([e.hi - e.lo for e in exprs])
         after = np.minimum(hi, [e.hi for e in exprs]) - np.maximum(lo, [e.lo for e in exprs])
         info = {
@@ -162,6 +171,7 @@ class ExactMethod:
         test_points: list[int] | None = None,
         time_limit: float | None = 60.0,
         tighten: bool = True,
+        tighten_time: float | None = None,
         heuristic: bool = True,
         heuristic_time: float | None = None,
         form: str = "auto",
@@ -182,6 +192,8 @@ class ExactMethod:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}.")
         if form not in FORMS:
             raise ConfigError(f"unknown exact form {form!r}; use one of {', '.join(FORMS)}.")
+        if tighten_time is not None and not tighten_time > 0:
+            raise ConfigError(f"tighten_time must be > 0 seconds, got {tighten_time}.")
         if heuristic_time is not None and not heuristic_time >= 0:
             raise ConfigError(f"heuristic_time must be >= 0 seconds, got {heuristic_time}.")
         self.solver = solver
@@ -189,6 +201,8 @@ class ExactMethod:
         self.test_points = None if test_points is None else [int(i) for i in test_points]
         self.time_limit = time_limit
         self.tighten = tighten
+        #: seconds for LP tightening over all steps (default: the time limit)
+        self.tighten_time = time_limit if tighten_time is None else tighten_time
         self.heuristic = heuristic
         self.heuristic_time = heuristic_time
         self.form = form
@@ -285,7 +299,7 @@ class ExactMethod:
 
         if not get_backend(lp).available():
             lp = self.solver
-        tighten = lp_tightener(lp, self.time_limit) if self.tighten else None
+        tighten = lp_tightener(lp, self.time_limit, self.tighten_time) if self.tighten else None
         moments, slots = {
             "auto": (None, None),
             "points": (False, False),
@@ -328,6 +342,9 @@ class ExactMethod:
         outcome.section["program_seconds"] = build_seconds
         outcome.section["program"] = {**prog.builder.f.stats(), "form": prog.form}
         outcome.section["tightening"] = self.tighten
+        outcome.section["tightened_steps"] = sum(
+            1 for row in prog.step_info if "tighten" in row and not row["tighten"].get("skipped")
+        )
         outcome.section["heuristic_enabled"] = self.heuristic
         if self.out_dir is not None:
             files = {}
