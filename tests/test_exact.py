@@ -247,6 +247,25 @@ def test_parameter_boxes_sound_under_sampling():
     assert np.all(bounds.upper <= loose.upper + 1e-12)
 
 
+def test_tightening_budget_stops_after_the_step_that_spends_it():
+    p = _problem(training__loss="hinge", training__epochs=3, threat__eps=0.3, threat__k=1)
+    full = ExactMethod(workers=1).bound(p)
+    loose = ExactMethod(workers=1, tighten=False).bound(p)
+    cut = ExactMethod(workers=1, tighten_time=1e-9).bound(p)
+    # the first step is tightened (the budget is checked before a step), later ones keep their
+    # interval/AGT boxes, propagated from the tightened ones: between the two extremes
+    assert np.array_equal(cut.lower[1], full.lower[1]) and np.array_equal(
+        cut.upper[1], full.upper[1]
+    )
+    assert np.all(cut.lower >= loose.lower - 1e-12) and np.all(cut.upper <= loose.upper + 1e-12)
+    assert np.all(cut.lower <= full.lower + 1e-12) and np.all(cut.upper >= full.upper - 1e-12)
+    assert np.any(cut.upper - cut.lower > full.upper - full.lower + 1e-9), "budget had no effect"
+    r = _run(p, objective="misclassified", tighten_time=1e-9).exact
+    assert r["tightened_steps"] == 1
+    with pytest.raises(Exception, match="tighten_time must be > 0"):
+        ExactMethod(tighten_time=0)
+
+
 def test_heuristic_attack_is_valid_and_replays():
     p = _problem(threat__eps=0.3, threat__k=2, threat__label_k=1, data__n_train=6)
     obj = TestObjective("misclassified")
