@@ -131,7 +131,7 @@ def poison_vars(b: Builder, problem: Problem, indices: np.ndarray) -> PoisonVars
     return pv
 
 
-def clean_labels(b: Builder, problem: Problem) -> PoisonVars:
+def clean_points(b: Builder, problem: Problem) -> PoisonVars:
     """The clean training set as constants (no poisoning variables): what the loss gradient of an
     unpoisoned point reads."""
     data = problem.data

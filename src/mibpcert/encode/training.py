@@ -36,7 +36,7 @@ from mibpcert.bounds.interval import Interval
 from mibpcert.encode.builder import Builder, Expr
 from mibpcert.encode.formulation import LinearObjective
 from mibpcert.encode.network import Layers, forward_exprs
-from mibpcert.encode.poison import PoisonVars, clean_labels, poison_vars
+from mibpcert.encode.poison import PoisonVars, clean_points, poison_vars
 from mibpcert.encode.step import (
     _hinge_grad,
     _output_gradient,
@@ -524,7 +524,7 @@ def _slot_gradient(
                 grad_terms[ws.start + r * d + c].append(b.mul(dl, xc, f"gW{name}_{r}_{c}"))
             grad_terms[bs.start + r].append(dl)
 
-    clean = clean_labels(b, problem)
+    clean = clean_points(b, problem)
     for i in idx:
         i = int(i)
         x = [b.const(float(v)) for v in data.X_train[i]]
