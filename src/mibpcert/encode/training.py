@@ -195,6 +195,7 @@ def encode_training(
         M, cv, pv = _moments(b, problem)
     elif slots:
         pv = _slots(b, problem)
+        clean = clean_points(b, problem)  # constants, shared by every step
     else:
         pv = poison_vars(b, problem, np.arange(problem.data.n_train))
     theta = [b.const(float(v)) for v in problem.theta0]
@@ -210,7 +211,8 @@ def encode_training(
         if moments:
             grads = _moment_gradient(b, problem, M, cv, theta)
         elif slots:
-            grads = _slot_gradient(b, problem, layers_of(problem, theta), idx, pv, f"s{t}_")
+            layers = layers_of(problem, theta)
+            grads = _slot_gradient(b, problem, layers, idx, pv, clean, f"s{t}_")
         else:
             grads = _batch_gradient(b, problem, layers_of(problem, theta), theta, idx, pv, f"s{t}_")
         box = (
@@ -507,13 +509,19 @@ def slot_form_pays(problem: Problem, steps: int) -> bool:
 
 
 def _slot_gradient(
-    b: Builder, problem: Problem, layers: Layers, idx: np.ndarray, slots: SlotPoison, tag: str
+    b: Builder,
+    problem: Problem,
+    layers: Layers,
+    idx: np.ndarray,
+    slots: SlotPoison,
+    clean: PoisonVars,
+    tag: str,
 ) -> list[Expr]:
     """Batch-mean gradient of a linear model in the slot form: every point of the batch with its
     clean input, its contribution switched off when it is chosen (``(1 - sel_i) dL/do_i``), plus
     each slot whose point is in the batch with its poisoned input. Only the slots' forward and
-    gradient products are bilinear: k d q per step instead of |scope| d q."""
-    data = problem.data
+    gradient products are bilinear: k d q per step instead of |scope| d q. ``clean``: the
+    clean training set as constants (:func:`~mibpcert.encode.poison.clean_points`)."""
     (ws, bs), (_, d) = problem.arch.slices()[0], problem.arch.layer_shapes[0]
     grad_terms: list[list[Expr]] = [[] for _ in range(problem.arch.n_params)]
 
@@ -524,10 +532,9 @@ def _slot_gradient(
                 grad_terms[ws.start + r * d + c].append(b.mul(dl, xc, f"gW{name}_{r}_{c}"))
             grad_terms[bs.start + r].append(dl)
 
-    clean = clean_points(b, problem)
     for i in idx:
         i = int(i)
-        x = [b.const(float(v)) for v in data.X_train[i]]
+        x = clean.inputs[i]
         (_, out), _ = forward_exprs(b, layers, x, f"{tag}{i}")
         delta = _output_gradient(b, problem, i, out, clean)
         sel = slots.select.get(i)

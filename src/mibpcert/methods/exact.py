@@ -46,7 +46,9 @@ from mibpcert.encode.training import (
     encode_training,
     margin_objectives,
     misclassified_objective,
+    moment_form_applies,
     mse_objective,
+    slot_form_applies,
 )
 from mibpcert.errors import ConfigError, UnsupportedError
 from mibpcert.methods.agt import agt_step
@@ -250,8 +252,6 @@ class ExactMethod:
                 raise ConfigError(f"test point {i} does not exist (the test set has {n_test}).")
         if self.test_points is not None and kind != "margin":
             raise ConfigError("test_points select the points of the 'margin' objective only.")
-        from mibpcert.encode.training import moment_form_applies, slot_form_applies
-
         if self.form == "slots" and not slot_form_applies(problem):
             raise ConfigError(
                 "form 'slots' needs a linear model with hinge or MSE loss under a k-of-n "
