@@ -247,6 +247,25 @@ def test_parameter_boxes_sound_under_sampling():
     assert np.all(bounds.upper <= loose.upper + 1e-12)
 
 
+@pytest.mark.parametrize("form", ["slots", "points"])
+def test_parameter_boxes_sound_under_sampling_k_of_n_features(form):
+    """The slot form's (and the per-point form's) LP-tightened boxes hold every sampled
+    k-of-n feature attack, with mini-batches."""
+    p = _problem(
+        training__loss="hinge",
+        training__epochs=2,
+        training__batch_size=3,
+        threat__eps=0.3,
+        threat__k=2,
+        data__n_train=6,
+    )
+    bounds = ExactMethod(workers=1, form=form).bound(p)
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        X, y = p.threat.sample(p.data.X_train, p.data.y_train, rng, vertex_prob=0.7)
+        assert bounds.contains(p.train_poisoned(X, y).thetas, tol=1e-9).all()
+
+
 def test_tightening_budget_stops_after_the_step_that_spends_it():
     p = _problem(training__loss="hinge", training__epochs=3, threat__eps=0.3, threat__k=1)
     full = ExactMethod(workers=1).bound(p)
