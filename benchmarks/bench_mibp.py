@@ -4,43 +4,72 @@ Setting (MIBP issue): Two-Moons 100 train / 200 test, noise 0.1, 2-10-1 ReLU net
 full batch, SGD with lr 0.1 for 10 epochs (the package defaults), eps on every training point.
 Seeds set the data split and the initialisation; every method sees the same training run.
 
+With ``--pretrain-epochs N`` the run starts instead from a model trained for N clean epochs (lr
+``--pretrain-lr``) on a *separate* Two-Moons draw of 100 points (seed 1000 + seed): a trusted
+pretraining set, as in FullCert's protocol, never seen by the attacker. The certified run then
+trains on the poisonable 100 points as above.
+
 Methods: ``interval`` and ``mibp`` in the relax modes given with ``--modes`` (``lp`` and ``milp``
-with HiGHS, ``exact`` with SCIP after an LP pass). Per-solve time limit ``--time-limit``: a solve
-that hits it contributes its dual bound. Test points are certified by interval propagation and,
-for ``mibp``, by a MIP per remaining point (same solver and relax mode).
+with HiGHS, ``exact`` with SCIP; milp and exact after an LP pass that settles what it can).
+Per-solve time limit ``--time-limit``: a solve that hits it contributes its dual bound. Test
+points are certified by interval propagation and, for ``mibp``, by a MIP per remaining point
+(same solver and relax mode).
 
 Columns: certified accuracy (mean ± std over seeds), final max box width (median), mean seconds
-per epoch (median over seeds), solver statuses summed over the run, fallbacks (coordinates that
-kept their interval bound because a solve proved nothing). Box width per epoch goes to a CSV.
-Writes the section ``bench_mibp`` of docs/results.md.
+per epoch (median over seeds), share of objectives the LP pass settled, solver statuses summed
+over the run, fallbacks (coordinates that kept an earlier bound because a solve proved nothing).
+Box width per epoch goes to a CSV. Every finished run is appended to ``--runs`` (JSON lines) at
+once; ``--resume`` keeps the runs already there. Writes the section ``--section`` of
+docs/results.md.
 
 Usage::
 
     python benchmarks/bench_mibp.py [--seeds 3] [--eps 1e-4 1e-3 1e-2] [--modes lp milp exact]
-                                    [--epochs 10] [--time-limit 10] [--workers 2]
+                                    [--epochs 10] [--time-limit 10] [--workers 2] [--resume]
+                                    [--pretrain-epochs 0] [--pretrain-lr 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
 
 from _common import ROOT, header_lines, pm, shown, update_results
 from mibpcert import Config
+from mibpcert.data import load_dataset
+from mibpcert.model import Architecture, TrainingRecipe, init_params
+from mibpcert.model.trainer import train
 from mibpcert.pipeline import build_problem, certify_problem, method_options
 
 SOLVER = {"lp": "highs", "milp": "highs", "exact": "scip"}
 
 
+def pretrained(seed: int, args) -> str | None:
+    """Initial parameters trained on a separate clean draw (the trusted pretraining set)."""
+    if not args.pretrain_epochs:
+        return None
+    arch = Architecture.parse("2-10-1")
+    clean = load_dataset("moons", n_train=100, n_test=1, noise=0.1, seed=1000 + seed)
+    rec = TrainingRecipe(lr=args.pretrain_lr, epochs=args.pretrain_epochs)
+    theta = train(arch, rec, clean.X_train, clean.y_train, init_params(arch, seed)).final
+    path = Path(args.tmp) / f"pretrained_{seed}.npz"
+    np.savez(path, theta=theta)
+    return str(path)
+
+
 def config(seed: int, eps: float, method: str, relax: str, args) -> Config:
     cfg = Config()
     cfg.data.seed = cfg.model.init_seed = seed
+    cfg.model.init_file = pretrained(seed, args)
     cfg.training.lr, cfg.training.epochs = args.lr, args.epochs
     cfg.threat.eps = eps
     cfg.method.name = method
@@ -59,23 +88,56 @@ def run(seed: int, eps: float, label: str, args) -> dict:
     res = certify_problem(problem, method, options=method_options(cfg), test_mip=method == "mibp")
     total = time.perf_counter() - t0
     statuses: Counter = Counter()
-    fallbacks = 0
+    fallbacks = settled = first = 0
     for info in res.bounds.step_info:
         statuses.update(info.get("statuses", {}))
         fallbacks += info.get("fallbacks", 0) + info.get("self_check_fallbacks", 0)
+        if label in ("milp", "exact"):
+            settled += info.get("lp_settled", 0)
+            first += info.get("lp_solves", 0)
     statuses.update(res.test.metrics.get("mip_statuses", {}))
     widths = res.bounds.widths()[:: res.steps_per_epoch]
     return {
+        "seed": seed,
+        "eps": eps,
+        "label": label,
+        "setting": setting(args),
         "certified": res.metrics["certified_accuracy"],
         "nominal": res.metrics["nominal_accuracy"],
         "width": res.metrics["final_max_width"],
         "s_epoch": res.metrics["seconds_per_epoch"],
         "total": total,
-        "statuses": statuses,
+        "statuses": dict(statuses),
         "fallbacks": fallbacks,
-        "sound": res.nominal_inside and not res.warnings,
-        "epoch_widths": widths.max(axis=1),
+        "lp_settled": settled,
+        "lp_solves": first,
+        "sound": bool(res.nominal_inside and not res.warnings),
+        "epoch_widths": [float(w) for w in widths.max(axis=1)],
+        "final_lower": res.bounds.lower[-1].tolist(),
+        "final_upper": res.bounds.upper[-1].tolist(),
     }
+
+
+def setting(args) -> dict:
+    """What makes two runs comparable (a resumed run must match it)."""
+    return {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "time_limit": args.time_limit,
+        "workers": args.workers,
+        "pretrain_epochs": args.pretrain_epochs,
+        "pretrain_lr": args.pretrain_lr if args.pretrain_epochs else None,
+    }
+
+
+def load_runs(path: Path, args) -> dict:
+    runs = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r["setting"] == setting(args):
+                runs[(r["seed"], r["eps"], r["label"])] = r
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,34 +149,62 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--time-limit", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--pretrain-epochs", type=int, default=0)
+    ap.add_argument("--pretrain-lr", type=float, default=0.5)
     ap.add_argument("--csv", default=str(ROOT / "benchmarks" / "results" / "mibp.csv"))
+    ap.add_argument("--runs", default=None, help="JSON lines of finished runs (default: CSV stem)")
+    ap.add_argument("--resume", action="store_true", help="keep the runs already in --runs")
     ap.add_argument("--section", default="bench_mibp", help="results.md section to write")
     args = ap.parse_args(argv)
+    csv_path = Path(args.csv)
+    runs_path = Path(args.runs) if args.runs else csv_path.with_suffix(".runs.jsonl")
+    runs_path.parent.mkdir(parents=True, exist_ok=True)
+    if not args.resume and runs_path.exists():
+        runs_path.unlink()
+    done = load_runs(runs_path, args)
+    labels = ["interval", *args.modes]
+    grid = [(s, e, m) for e in args.eps for m in labels for s in range(args.seeds)]
+    print(f"{sum(g in done for g in grid)} of {len(grid)} runs already in {runs_path}", flush=True)
     t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        args.tmp = tmp
+        for key in grid:
+            if key in done:
+                continue
+            r = run(*key, args)
+            done[key] = r
+            with open(runs_path, "a") as fh:  # each run lands as it finishes
+                fh.write(json.dumps(r) + "\n")
+            print(
+                f"seed {key[0]} eps {key[1]:g} {key[2]}: certified {100 * r['certified']:.1f} % "
+                f"width {r['width']:.3g} {r['s_epoch']:.1f} s/epoch",
+                flush=True,
+            )
+    runtime = time.perf_counter() - t_start
     rows, csv_rows = [], []
     for eps in args.eps:
-        for label in ["interval", *args.modes]:
-            runs = [run(seed, eps, label, args) for seed in range(args.seeds)]
+        for label in labels:
+            rs = [done[(s, eps, label)] for s in range(args.seeds)]
             st: Counter = Counter()
-            for r in runs:
+            for r in rs:
                 st.update(r["statuses"])
+            first = sum(r["lp_solves"] for r in rs)
             rows.append(
                 [
                     label if label == "interval" else f"mibp {label}",
                     f"{eps:g}",
-                    pm([r["nominal"] for r in runs]),
-                    pm([r["certified"] for r in runs]),
-                    f"{np.median([r['width'] for r in runs]):.3g}",
-                    f"{np.median([r['s_epoch'] for r in runs]):.3g}",
+                    pm([r["nominal"] for r in rs]),
+                    pm([r["certified"] for r in rs]),
+                    f"{np.median([r['width'] for r in rs]):.3g}",
+                    f"{np.median([r['s_epoch'] for r in rs]):.3g}",
+                    f"{100 * sum(r['lp_settled'] for r in rs) / first:.0f} %" if first else "-",
                     ", ".join(f"{k} {v}" for k, v in sorted(st.items())) or "-",
-                    str(sum(r["fallbacks"] for r in runs)),
-                    "yes" if all(r["sound"] for r in runs) else "NO",
+                    str(sum(r["fallbacks"] for r in rs)),
+                    "yes" if all(r["sound"] for r in rs) else "NO",
                 ]
             )
-            print(rows[-1], flush=True)
-            med = np.median(np.array([r["epoch_widths"] for r in runs]), axis=0)
+            med = np.median(np.array([r["epoch_widths"] for r in rs]), axis=0)
             csv_rows += [[label, f"{eps:g}", e, repr(float(w))] for e, w in enumerate(med)]
-    runtime = time.perf_counter() - t_start
     headers = [
         "method",
         "eps",
@@ -122,27 +212,35 @@ def main(argv: list[str] | None = None) -> int:
         "certified acc (%)",
         "final max width",
         "s/epoch",
+        "LP settled",
         "solver statuses",
         "fallbacks",
         "self-checks ok",
     ]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     print(table)
-    path = ROOT / args.csv if not str(args.csv).startswith("/") else args.csv
-    with open(path, "w", newline="") as fh:
+    with open(csv_path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["method", "eps", "epoch", "max_width_median"])
         w.writerows(csv_rows)
+    init = (
+        f"init pretrained for {args.pretrain_epochs} clean epochs (lr {args.pretrain_lr}) on a "
+        "separate trusted draw of 100 points (seed 1000 + seed)"
+        if args.pretrain_epochs
+        else "random init (seed)"
+    )
     body = "\n".join(
         header_lines("bench_mibp.py", f"`mibp` vs `interval` on Two-Moons ({args.section})")
         + [
             f"* setting: Two-Moons 100 / 200, noise 0.1, 2-10-1, hinge, full batch, lr {args.lr}, "
-            f"{args.epochs} epochs; {args.seeds} seeds (seed = split = init); per-solve time "
-            f"limit {args.time_limit} s; {args.workers} worker processes; total runtime "
-            f"{runtime:.0f} s",
-            "* accuracies: mean ± std over seeds; width and s/epoch: median over seeds; "
-            "statuses: per-parameter solves and test-point MIP solves, summed over seeds",
-            f"* box width per epoch: `{shown(path)}`",
+            f"{args.epochs} epochs; {init}; {args.seeds} seeds (seed = split = init); per-solve "
+            f"time limit {args.time_limit} s; {args.workers} worker processes; runtime of this "
+            f"invocation {runtime:.0f} s (runs kept by --resume not included)",
+            "* accuracies: mean ± std over seeds; width and s/epoch: median over seeds; LP "
+            "settled: share of the milp/exact objectives the LP pass settled (no milp/exact "
+            "solve needed); statuses: per-parameter solves (LP pass included) and test-point "
+            "MIP solves, summed over seeds",
+            f"* box width per epoch: `{shown(csv_path)}`; runs: `{shown(runs_path)}`",
             "",
             table,
         ]

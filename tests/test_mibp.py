@@ -303,3 +303,23 @@ def test_process_pool_gives_the_same_boxes_as_in_process():
     two = get_method("mibp", workers=2, relax="lp", solver="highs").bound(p)
     np.testing.assert_array_equal(one.lower, two.lower)
     np.testing.assert_array_equal(one.upper, two.upper)
+
+
+@pytest.mark.parametrize("relax", ["milp", "exact"])
+def test_lp_pass_settles_objectives_without_losing_tightness(relax):
+    """With the LP pass, the objectives it settles skip the milp/exact solve; the boxes equal
+    those of solving every objective in ``relax`` (all solves optimal on this tiny case)."""
+    p = _problem(ThreatModel(eps=0.1, k=2), n=6, epochs=3)
+    solver = "scip" if relax == "exact" else "highs"
+    opts = {"workers": 1, "relax": relax, "solver": solver, "time_limit": 60.0}
+    first = get_method("mibp", lp_first=True, **opts).bound(p)
+    every = get_method("mibp", lp_first=False, **opts).bound(p)
+    settled = [info["lp_settled"] for info in first.step_info]
+    solved = [info[f"{relax}_solves"] for info in first.step_info]
+    n_obj = [info["n_objectives"] for info in first.step_info]
+    assert all(s + n == k for s, n, k in zip(settled, solved, n_obj, strict=True))
+    assert sum(settled) > 0 and sum(solved) > 0  # both branches of the rule are exercised
+    assert all(info[f"{relax}_solves"] == info["n_objectives"] for info in every.step_info)
+    assert all(set(info["statuses"]) == {"optimal"} for info in first.step_info + every.step_info)
+    np.testing.assert_allclose(first.lower, every.lower, atol=1e-5)
+    np.testing.assert_allclose(first.upper, every.upper, atol=1e-5)

@@ -611,3 +611,29 @@ def test_bound_padding_directions():
     assert res(2.0, "max").bound() == 2.0
     with pytest.raises(ValueError):
         res(1.0, "min").bound(-1.0)
+
+
+def test_satisfied_by_checks_integrality_and_products():
+    f = Formulation()
+    f.add_var(0, 1, "B")
+    a = f.add_var(-1, 2)
+    b = f.add_var(0, 3)
+    z = f.add_var(-3, 6)
+    f.add_product(z, a, b)
+    exact = np.array([1.0, 1.5, 2.0, 3.0])
+    assert all(f.satisfied_by(exact, m) for m in ("lp", "milp", "exact"))
+    # a McCormick point that is no product: fine for milp, not for exact
+    off = np.array([0.0, 1.5, 2.0, 2.5])
+    assert f.satisfied_by(off, "milp") and not f.satisfied_by(off, "exact")
+    # a fractional binary: fine for lp only
+    frac = np.array([0.5, 1.5, 2.0, 3.0])
+    assert f.satisfied_by(frac, "lp") and not f.satisfied_by(frac, "milp")
+    assert not f.satisfied_by(frac, "exact")
+    # within the tolerances
+    near = np.array([1.0 - 1e-8, 1.5, 2.0, 3.0 + 1e-7])
+    assert f.satisfied_by(near, "exact")
+    # wrong length or non-finite values never pass
+    assert not f.satisfied_by(exact[:3], "lp")
+    assert not f.satisfied_by(np.array([1.0, np.nan, 2.0, 3.0]), "lp")
+    with pytest.raises(ValueError, match="unknown relaxation"):
+        f.satisfied_by(exact, "nlp")

@@ -110,7 +110,7 @@ _SWITCHES: list[tuple[str, str, bool, str]] = [
         True,
         "mibp: continue an interrupted run from its checkpoint in --out",
     ),
-    ("--no-lp-first", "method.lp_first", False, "mibp: no LP pass before exact solves"),
+    ("--no-lp-first", "method.lp_first", False, "mibp: no LP pass before exact/milp solves"),
     ("--no-tighten", "method.tighten", False, "exact: no LP bound tightening per step"),
     ("--no-heuristic", "method.heuristic", False, "exact: no primal heuristic / start solution"),
     (

@@ -89,6 +89,31 @@ class Formulation:
             "bilinear_products": len(self.products),
         }
 
+    def satisfied_by(self, x: np.ndarray, mode: str, tol: float = 1e-6) -> bool:
+        """Whether ``x``, a solution of a relaxation of this model, is also feasible for relax
+        ``mode``: every binary within ``tol`` of 0 or 1 (``milp``, ``exact``), and every product
+        within ``tol * (1 + |a b|)`` of ``a * b`` (``exact``). Bounds and linear rows are shared
+        by all modes, so the relaxation's solver has checked them already.
+
+        A relaxation optimum that passes is optimal for ``mode`` too (up to the tolerances), so a
+        solve in ``mode`` cannot tighten its bound.
+        """
+        if mode not in RELAX_MODES:
+            raise ValueError(f"unknown relaxation {mode!r}; use one of {RELAX_MODES}")
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n_vars,) or not np.all(np.isfinite(x)):
+            return False
+        if mode == "lp":
+            return True
+        binary = np.fromiter((t == "B" for t in self.vtype), dtype=bool, count=self.n_vars)
+        if np.any(np.abs(x[binary] - np.round(x[binary])) > tol):
+            return False
+        if mode == "milp" or not self.products:
+            return True
+        z, a, b = np.asarray(self.products, dtype=np.int64).T
+        ab = x[a] * x[b]
+        return bool(np.all(np.abs(x[z] - ab) <= tol * (1.0 + np.abs(ab))))
+
     def relaxed(self, mode: str) -> Formulation:
         """The model for relaxation ``mode``: ``exact`` (itself), ``milp`` or ``lp``."""
         if mode not in RELAX_MODES:

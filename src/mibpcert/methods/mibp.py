@@ -15,9 +15,11 @@ maximising every updated parameter theta'_j gives the next box. Soundness:
   failure) falls back to the interval bound and the run is warned.
 
 Relaxation modes: ``exact`` (bilinear MIP, SCIP or Gurobi), ``milp`` (McCormick envelopes,
-binaries kept) and ``lp`` (McCormick, binaries relaxed; HiGHS). With ``lp_first`` an exact run
-first solves the LP relaxation (cheap) and skips the exact solve of every objective whose LP bound
-already meets the value of the clean training step (a feasible point, so no bound can be better).
+binaries kept) and ``lp`` (McCormick, binaries relaxed; HiGHS). With ``lp_first`` an exact or
+milp run first solves the LP relaxation (cheap) and skips the exact/milp solve of every objective
+the LP settles: its bound already meets the value of the clean training step (a feasible point,
+so no bound can be better), or its optimum is feasible for the exact/milp program (binaries
+integral, and for exact every product exact), so it is optimal there too.
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ def _meets(result, value: float) -> bool:
         return False
     tol = 1e-7 * (1.0 + abs(value))
     return d >= value - tol if result.sense == "min" else d <= value + tol
+
+
+def _settled(lp, value: float, formulation, relax: str) -> bool:
+    """Whether the LP solve ``lp`` leaves nothing for a solve in ``relax`` to gain: its dual bound
+    already meets the feasible ``value`` (the clean step), or its optimum is feasible for the
+    ``relax`` program (binaries integral; products exact for ``exact``), hence optimal there."""
+    if _meets(lp, value):
+        return True
+    return lp.status == "optimal" and lp.x is not None and formulation.satisfied_by(lp.x, relax)
 
 
 class MIBPMethod:
@@ -233,21 +244,30 @@ class MIBPMethod:
             return unresolved
 
         relax = self.relax
-        total = len(objectives) * (2 if relax == "exact" and self.lp_first else 1)
+        first = relax != "lp" and self.lp_first
+        total = len(objectives) * (2 if first else 1)
         if self.on_solves is not None:
             self.on_solves(0, total)
-        if relax == "exact" and self.lp_first:
+        if first:
             lp_backend = "highs" if get_backend("highs").available() else self.solver
             lp_res = solve_many(
-                enc.formulation.relaxed("lp"), objectives, lp_backend, self.time_limit, executor
+                enc.formulation.relaxed("lp"),
+                objectives,
+                lp_backend,
+                self.time_limit,
+                executor,
+                return_x=True,
             )
             apply(pending, lp_res)
             if self.on_solves is not None:
                 self.on_solves(len(objectives), total)
-            # The clean step is feasible, so no bound can pass its value: an objective whose LP
-            # dual bound already meets it cannot gain from an exact solve.
-            pending = [k for k in pending if not _meets(lp_res[k], nominal_next[k // 2])]
+            pending = [
+                k
+                for k in pending
+                if not _settled(lp_res[k], nominal_next[k // 2], enc.formulation, relax)
+            ]
             stats["lp_solves"] = len(objectives)
+            stats["lp_settled"] = len(objectives) - len(pending)
         form = enc.formulation.relaxed(relax)
         if pending:
             res = solve_many(

@@ -19,6 +19,7 @@ class SolveTask:
     objectives: list[LinearObjective]
     backend: str
     time_limit: float | None
+    return_x: bool = False
 
 
 def solve_task(task: SolveTask) -> list:
@@ -27,7 +28,10 @@ def solve_task(task: SolveTask) -> list:
 
     backend = get_backend(task.backend)
     with backend.session(task.formulation, time_limit=task.time_limit) as session:
-        return [session.solve(obj, time_limit=task.time_limit) for obj in task.objectives]
+        return [
+            session.solve(obj, time_limit=task.time_limit, return_x=task.return_x)
+            for obj in task.objectives
+        ]
 
 
 def failed_results(objectives: list[LinearObjective], message: str) -> list:
@@ -54,6 +58,7 @@ def solve_many(
     backend: str,
     time_limit: float | None,
     executor,
+    return_x: bool = False,
 ) -> list:
     """Solve ``objectives`` over ``formulation`` with ``executor``; results in objective order.
 
@@ -61,11 +66,12 @@ def solve_many(
     warm-starts its later solves). The chunking does not depend on the executor, so every
     executor, whatever its number of workers, returns bit-identical results. A chunk whose task
     failed on every attempt (worker died, or the task raised) gives ``status="error"`` results
-    without a bound for its objectives (see :func:`failed_results`).
+    without a bound for its objectives (see :func:`failed_results`). ``return_x``: every result
+    also carries its solution's variable values (``SolveResult.x``).
     """
     n = max(1, min(CHUNKS, len(objectives)))
     chunks = [objectives[k::n] for k in range(n)]
-    tasks = [SolveTask(formulation, c, backend, time_limit) for c in chunks if c]
+    tasks = [SolveTask(formulation, c, backend, time_limit, return_x) for c in chunks if c]
     out: list = [None] * len(objectives)
     for c, res in enumerate(run_tasks(tasks, executor)):
         for k, r in enumerate(res):
