@@ -45,12 +45,14 @@ from tabulate import tabulate
 
 from _common import ROOT, header_lines, pm, shown, update_results
 from mibpcert import Config
+from mibpcert.attacks import TestObjective, attack_targets
 from mibpcert.data import load_dataset
 from mibpcert.model import Architecture, TrainingRecipe, init_params
 from mibpcert.model.trainer import train
 from mibpcert.pipeline import build_problem, certify_problem, method_options
 
 SOLVER = {"lp": "highs", "milp": "highs", "exact": "scip"}
+NAMES = {"interval": "interval", "attack": "attack (inner)"}
 
 
 def pretrained(seed: int, args) -> str | None:
@@ -80,7 +82,46 @@ def config(seed: int, eps: float, method: str, relax: str, args) -> Config:
     return cfg
 
 
+def attack_run(seed: int, eps: float, args) -> dict:
+    """Linearised attacks (inner bounds): one per parameter, epoch and sense, and one per test
+    point against its margin; each replayed with the ordinary trainer."""
+    problem = build_problem(config(seed, eps, "interval", "exact", args))
+    per_epoch = len(problem.batches()) // args.epochs
+    n_theta = (args.epochs + 1) * problem.arch.n_params
+    margin = TestObjective("margin")
+
+    def targets(tr):
+        return np.concatenate([tr.thetas[::per_epoch].ravel(), margin.margins(problem, tr.final)])
+
+    t0 = time.perf_counter()
+    n_test = len(problem.data.X_test)
+    clean, hi = attack_targets(problem, targets, ["max"] * n_theta + ["min"] * n_test)
+    _, lo = attack_targets(problem, targets, "min")
+    total = time.perf_counter() - t0
+    widths = (hi[:n_theta] - lo[:n_theta]).reshape(args.epochs + 1, -1)
+    return {
+        "seed": seed,
+        "eps": eps,
+        "label": "attack",
+        "setting": setting(args),
+        "certified": None,
+        "attacked": float(np.mean(hi[n_theta:] > 0)),
+        "nominal": float(np.mean(clean[n_theta:] > 0)),
+        "width": float(widths[-1].max()),
+        "s_epoch": total / args.epochs,
+        "total": total,
+        "statuses": {},
+        "fallbacks": 0,
+        "lp_settled": 0,
+        "lp_solves": 0,
+        "sound": True,
+        "epoch_widths": [float(w) for w in widths.max(axis=1)],
+    }
+
+
 def run(seed: int, eps: float, label: str, args) -> dict:
+    if label == "attack":
+        return attack_run(seed, eps, args)
     method, relax = ("interval", "exact") if label == "interval" else ("mibp", label)
     cfg = config(seed, eps, method, relax, args)
     problem = build_problem(cfg)
@@ -116,6 +157,32 @@ def run(seed: int, eps: float, label: str, args) -> dict:
         "final_lower": res.bounds.lower[-1].tolist(),
         "final_upper": res.bounds.upper[-1].tolist(),
     }
+
+
+def plot_widths(csv_rows: list, args, path: Path) -> str:
+    """Median max box width per epoch, one panel per eps; returns the path relative to docs/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(args.eps), figsize=(4.2 * len(args.eps), 3.4), squeeze=False)
+    for ax, eps in zip(axes[0], args.eps, strict=True):
+        for label in ["interval", *args.modes, "attack"]:
+            pts = [(e, w) for lab, ep, e, w in csv_rows if lab == label and ep == f"{eps:g}"]
+            name = NAMES.get(label, f"mibp {label}")
+            style = "k--" if label == "attack" else "-"
+            ax.plot([p[0] for p in pts], [float(p[1]) for p in pts], style, label=name)
+        ax.set_yscale("log")
+        ax.set_title(f"eps = {eps:g}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("max box width (median over seeds)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    out = ROOT / "docs" / "img" / path.name
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return f"img/{path.name}"
 
 
 def setting(args) -> dict:
@@ -162,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.resume and runs_path.exists():
         runs_path.unlink()
     done = load_runs(runs_path, args)
-    labels = ["interval", *args.modes]
+    labels = ["interval", *args.modes, "attack"]
     grid = [(s, e, m) for e in args.eps for m in labels for s in range(args.seeds)]
     print(f"{sum(g in done for g in grid)} of {len(grid)} runs already in {runs_path}", flush=True)
     t_start = time.perf_counter()
@@ -175,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             done[key] = r
             with open(runs_path, "a") as fh:  # each run lands as it finishes
                 fh.write(json.dumps(r) + "\n")
+            what = "attacked" if key[2] == "attack" else "certified"
             print(
-                f"seed {key[0]} eps {key[1]:g} {key[2]}: certified {100 * r['certified']:.1f} % "
+                f"seed {key[0]} eps {key[1]:g} {key[2]}: {what} {100 * r[what]:.1f} % "
                 f"width {r['width']:.3g} {r['s_epoch']:.1f} s/epoch",
                 flush=True,
             )
@@ -189,12 +257,14 @@ def main(argv: list[str] | None = None) -> int:
             for r in rs:
                 st.update(r["statuses"])
             first = sum(r["lp_solves"] for r in rs)
+            attack = label == "attack"
             rows.append(
                 [
-                    label if label == "interval" else f"mibp {label}",
+                    NAMES.get(label, f"mibp {label}"),
                     f"{eps:g}",
                     pm([r["nominal"] for r in rs]),
-                    pm([r["certified"] for r in rs]),
+                    "-" if attack else pm([r["certified"] for r in rs]),
+                    pm([r["attacked"] for r in rs]) if attack else "-",
                     f"{np.median([r['width'] for r in rs]):.3g}",
                     f"{np.median([r['s_epoch'] for r in rs]):.3g}",
                     f"{100 * sum(r['lp_settled'] for r in rs) / first:.0f} %" if first else "-",
@@ -210,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "eps",
         "nominal acc (%)",
         "certified acc (%)",
+        "attacked acc (%)",
         "final max width",
         "s/epoch",
         "LP settled",
@@ -223,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.writer(fh)
         w.writerow(["method", "eps", "epoch", "max_width_median"])
         w.writerows(csv_rows)
+    figure = plot_widths(csv_rows, args, csv_path.with_suffix(".png"))
     init = (
         f"init pretrained for {args.pretrain_epochs} clean epochs (lr {args.pretrain_lr}) on a "
         "separate trusted draw of 100 points (seed 1000 + seed)"
@@ -240,9 +312,17 @@ def main(argv: list[str] | None = None) -> int:
             "settled: share of the milp/exact objectives the LP pass settled (no milp/exact "
             "solve needed); statuses: per-parameter solves (LP pass included) and test-point "
             "MIP solves, summed over seeds",
-            f"* box width per epoch: `{shown(csv_path)}`; runs: `{shown(runs_path)}`",
+            "* attack (inner): linearised attacks replayed with the ordinary trainer "
+            "(`mibpcert.attacks.attack_targets`): per test point one attack on its margin "
+            "(attacked acc: test points still correct under their own attack, an upper bound on "
+            "what any certificate can reach), per parameter and epoch one attack per sense "
+            "(final max width: the widest range attained, a lower bound on the true one)",
+            f"* box width per epoch: `{shown(csv_path)}` and the figure below; runs: "
+            f"`{shown(runs_path)}`",
             "",
             table,
+            "",
+            f"![max box width per epoch]({figure})",
         ]
     )
     update_results(args.section, body)
