@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--eps", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2])
-    ap.add_argument("--modes", nargs="+", default=["lp", "milp", "exact"])
+    ap.add_argument("--modes", nargs="*", default=["lp", "milp", "exact"])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--time-limit", type=float, default=10.0)
@@ -222,10 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default=None, help="JSON lines of finished runs (default: CSV stem)")
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --runs")
     ap.add_argument("--section", default="bench_mibp", help="results.md section to write")
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="run nothing: write the table from the runs already in --runs (implies --resume)",
+    )
     args = ap.parse_args(argv)
     csv_path = Path(args.csv)
     runs_path = Path(args.runs) if args.runs else csv_path.with_suffix(".runs.jsonl")
     runs_path.parent.mkdir(parents=True, exist_ok=True)
+    args.resume = args.resume or args.table_only
     if not args.resume and runs_path.exists():
         runs_path.unlink()
     done = load_runs(runs_path, args)
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = tmp
         for key in grid:
-            if key in done:
+            if key in done or args.table_only:
                 continue
             r = run(*key, args)
             done[key] = r
@@ -252,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, csv_rows = [], []
     for eps in args.eps:
         for label in labels:
-            rs = [done[(s, eps, label)] for s in range(args.seeds)]
+            rs = [done[(s, eps, label)] for s in range(args.seeds) if (s, eps, label) in done]
+            if not rs:
+                continue
             st: Counter = Counter()
             for r in rs:
                 st.update(r["statuses"])
@@ -262,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     NAMES.get(label, f"mibp {label}"),
                     f"{eps:g}",
+                    str(len(rs)),
                     pm([r["nominal"] for r in rs]),
                     "-" if attack else pm([r["certified"] for r in rs]),
                     pm([r["attacked"] for r in rs]) if attack else "-",
@@ -273,11 +282,12 @@ def main(argv: list[str] | None = None) -> int:
                     "yes" if all(r["sound"] for r in rs) else "NO",
                 ]
             )
-            med = np.median(np.array([r["epoch_widths"] for r in rs]), axis=0)
+            med = np.median(np.array([r["epoch_widths"] for r in rs]), axis=0)  # seeds present
             csv_rows += [[label, f"{eps:g}", e, repr(float(w))] for e, w in enumerate(med)]
     headers = [
         "method",
         "eps",
+        "seeds",
         "nominal acc (%)",
         "certified acc (%)",
         "attacked acc (%)",
@@ -308,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.epochs} epochs; {init}; {args.seeds} seeds (seed = split = init); per-solve "
             f"time limit {args.time_limit} s; {args.workers} worker processes; runtime of this "
             f"invocation {runtime:.0f} s (runs kept by --resume not included)",
-            "* accuracies: mean ± std over seeds; width and s/epoch: median over seeds; LP "
+            "* accuracies: mean ± std over the seeds run (column `seeds`: seeds 0, 1, ... in "
+            "order); width and s/epoch: median over them; LP "
             "settled: share of the milp/exact objectives the LP pass settled (no milp/exact "
             "solve needed); statuses: per-parameter solves (LP pass included) and test-point "
             "MIP solves, summed over seeds",
