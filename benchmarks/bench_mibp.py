@@ -316,8 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         + [
             f"* setting: Two-Moons 100 / 200, noise 0.1, 2-10-1, hinge, full batch, lr {args.lr}, "
             f"{args.epochs} epochs; {init}; {args.seeds} seeds (seed = split = init); per-solve "
-            f"time limit {args.time_limit} s; {args.workers} worker processes; runtime of this "
-            f"invocation {runtime:.0f} s (runs kept by --resume not included)",
+            f"time limit {args.time_limit} s; {args.workers} worker processes; "
+            + (
+                "table written from the runs file (--table-only): the runs come from earlier "
+                "invocations with this setting, their seconds are in the runs"
+                if args.table_only
+                else f"runtime of this invocation {runtime:.0f} s (runs kept by --resume not "
+                "included)"
+            ),
             "* accuracies: mean ± std over the seeds run (column `seeds`: seeds 0, 1, ... in "
             "order); width and s/epoch: median over them; LP "
             "settled: share of the milp/exact objectives the LP pass settled (no milp/exact "
