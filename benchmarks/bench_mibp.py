@@ -46,6 +46,7 @@ from tabulate import tabulate
 from _common import ROOT, header_lines, pm, shown, update_results
 from mibpcert import Config
 from mibpcert.attacks import TestObjective, attack_targets
+from mibpcert.certify.plots import plot_width_panels
 from mibpcert.data import load_dataset
 from mibpcert.model import Architecture, TrainingRecipe, init_params
 from mibpcert.model.trainer import train
@@ -163,32 +164,6 @@ def run(seed: int, eps: float, label: str, args) -> dict:
     }
 
 
-def plot_widths(csv_rows: list, args, path: Path) -> str:
-    """Median max box width per epoch, one panel per eps; returns the path relative to docs/."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(args.eps), figsize=(4.2 * len(args.eps), 3.4), squeeze=False)
-    for ax, eps in zip(axes[0], args.eps, strict=True):
-        for label in ["interval", *args.modes, "attack"]:
-            pts = [(e, w) for lab, ep, e, w in csv_rows if lab == label and ep == f"{eps:g}"]
-            name = NAMES.get(label, f"mibp {label}")
-            style = "k--" if label == "attack" else "-"
-            ax.plot([p[0] for p in pts], [float(p[1]) for p in pts], style, label=name)
-        ax.set_yscale("log")
-        ax.set_title(f"eps = {eps:g}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("max box width (median over seeds)")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    out = ROOT / "docs" / "img" / path.name
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return f"img/{path.name}"
-
-
 def setting(args) -> dict:
     """What makes two runs comparable (a resumed run must match it)."""
     return {
@@ -260,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     runtime = time.perf_counter() - t_start
     rows, csv_rows = [], []
+    panels: dict[float, list[tuple]] = {eps: [] for eps in args.eps}
     for eps in args.eps:
         for label in labels:
             rs = [done[(s, eps, label)] for s in range(args.seeds) if (s, eps, label) in done]
@@ -286,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                     "yes" if all(r["sound"] for r in rs) else "NO",
                 ]
             )
-            med = np.median(np.array([r["epoch_widths"] for r in rs]), axis=0)  # seeds present
+            widths = np.array([r["epoch_widths"] for r in rs])  # the seeds present
+            med = np.median(widths, axis=0)
+            name = NAMES.get(label, f"mibp {label}")
+            panels[eps].append((label, name, np.arange(widths.shape[1]), widths))
             csv_rows += [[label, f"{eps:g}", e, repr(float(w))] for e, w in enumerate(med)]
     headers = [
         "method",
@@ -308,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.writer(fh)
         w.writerow(["method", "eps", "epoch", "max_width_median"])
         w.writerows(csv_rows)
-    figure = plot_widths(csv_rows, args, csv_path.with_suffix(".png"))
+    figure = ROOT / "docs" / "img" / csv_path.with_suffix(".png").name
+    plot_width_panels(panels, figure)
     init = (
         f"init pretrained for {args.pretrain_epochs} clean epochs (lr {args.pretrain_lr}) on a "
         "separate trusted draw of 100 points (seed 1000 + seed)"
@@ -343,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             table,
             "",
-            f"![max box width per epoch]({figure})",
+            f"![max box width per epoch](img/{figure.name})",
         ]
     )
     update_results(args.section, body)

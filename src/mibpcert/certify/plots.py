@@ -25,7 +25,14 @@ import numpy as np
 
 from mibpcert.errors import ConfigError, UnsupportedError
 
-__all__ = ["MAX_TRACE_POINTS", "SWEEP_FILE", "plot_dir", "plot_run", "plot_sweep"]
+__all__ = [
+    "MAX_TRACE_POINTS",
+    "SWEEP_FILE",
+    "plot_dir",
+    "plot_run",
+    "plot_sweep",
+    "plot_width_panels",
+]
 
 MessageCallback = Callable[[str], None]
 SWEEP_FILE = "sweep.json"
@@ -204,6 +211,61 @@ def _eps_axis(ax, eps_values: list[float]) -> None:
         ax.set_xscale("log")
 
 
+def plot_width_panels(
+    panels: dict[float, list[tuple]],
+    path: str | Path,
+    styles: dict[Any, tuple[str, str]] | None = None,
+) -> Path | None:
+    """Max parameter-box width per epoch, one log-scale panel per eps; returns the path written,
+    or ``None`` when no panel has a curve.
+
+    ``panels[eps]`` lists ``(key, label, epochs, widths)`` with ``widths`` of shape (seeds,
+    points) at the x values ``epochs``: each draws the median over seeds (from the second point
+    on: the first is the degenerate initial box) with the min-max band over seeds. A ``key``
+    keeps its colour across panels; ``styles[key]`` is its ``(marker, linestyle)``.
+    """
+    styles = dict(styles or {})
+    eps_all = list(panels)
+    fig = _figure(4.2 * len(eps_all), 3.8)
+    axes = [fig.add_subplot(1, len(eps_all), k + 1) for k in range(len(eps_all))]
+    colors: dict[Any, str] = {}
+    drawn = False
+    for panel, e in zip(axes, eps_all, strict=True):
+        for key, label, epochs, arr in panels[e]:
+            med = np.median(arr, axis=0)
+            kw = {"color": colors[key]} if key in colors else {}
+            marker, ls = styles.setdefault(key, STYLES[len(styles) % len(STYLES)])
+            (line,) = panel.plot(
+                epochs[1:],
+                _positive(med[1:]),
+                marker=marker,
+                ls=ls,
+                ms=4,
+                mfc="none",
+                label=label,
+                **kw,
+            )
+            colors[key] = line.get_color()
+            if arr.shape[0] > 1:
+                panel.fill_between(
+                    epochs[1:],
+                    _positive(arr[:, 1:].min(axis=0)),
+                    _positive(arr[:, 1:].max(axis=0)),
+                    color=line.get_color(),
+                    alpha=0.1,
+                )
+            drawn = True
+        panel.set_yscale("log")
+        panel.set_xlabel("epoch")
+        panel.set_title(f"eps = {e:g}")
+        panel.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("max parameter box width")
+    axes[0].legend(fontsize="small")
+    if not drawn:
+        return None
+    return _save(fig, Path(path))
+
+
 def plot_sweep(
     sweep_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -274,11 +336,8 @@ def plot_sweep(
         note("certified_accuracy_vs_eps.png skipped: no cell has a certified accuracy.")
 
     # box width per step, one panel per eps
-    fig = _figure(4.2 * len(eps_all), 3.8)
-    axes = [fig.add_subplot(1, len(eps_all), k + 1) for k in range(len(eps_all))]
-    colors: dict[tuple, str] = {}
-    drawn = False
-    for panel, e in zip(axes, eps_all, strict=True):
+    panels: dict[float, list[tuple]] = {}
+    for e in eps_all:
         for (method, k), rs in groups.items():
             curves, epochs = [], None
             for r in rs:
@@ -295,38 +354,13 @@ def plot_sweep(
             if not curves or epochs is None:
                 continue
             n = min(len(c) for c in curves)
-            arr = np.array([c[:n] for c in curves])
-            med = np.median(arr, axis=0)
-            kw = {"color": colors[(method, k)]} if (method, k) in colors else {}
-            marker, ls = style[(method, k)]
-            (line,) = panel.plot(
-                epochs[1:n],
-                _positive(med[1:]),
-                marker=marker,
-                ls=ls,
-                ms=4,
-                mfc="none",
-                label=_label(method, k, ks, base_k),
-                **kw,
-            )
-            colors[(method, k)] = line.get_color()
-            if arr.shape[0] > 1:
-                panel.fill_between(
-                    epochs[1:n],
-                    _positive(arr[:, 1:].min(axis=0)),
-                    _positive(arr[:, 1:].max(axis=0)),
-                    color=line.get_color(),
-                    alpha=0.1,
-                )
-            drawn = True
-        panel.set_yscale("log")
-        panel.set_xlabel("epoch")
-        panel.set_title(f"eps = {e:g}")
-        panel.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("max parameter box width")
-    axes[0].legend(fontsize="small")
-    if drawn:
-        written.append(_save(fig, out / "box_width_per_step.png"))
+            curve = (epochs[:n], np.array([c[:n] for c in curves]))
+            panels.setdefault(e, []).append(((method, k), _label(method, k, ks, base_k), *curve))
+    path = plot_width_panels(
+        {e: panels.get(e, []) for e in eps_all}, out / "box_width_per_step.png", style
+    )
+    if path is not None:
+        written.append(path)
     else:
         note("box_width_per_step.png skipped: no cell's widths could be read.")
     return written
