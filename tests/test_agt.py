@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from mibpcert.bounds.interval import Interval
 from mibpcert.data import load_dataset
+from mibpcert.domains.interval import Interval
 from mibpcert.methods import get_method
 from mibpcert.methods.agt import poisoned_budget, topk_sum_bound
 from mibpcert.model import Architecture, TrainingRecipe, init_params

@@ -20,13 +20,13 @@ from scipy.special import expit
 from scipy.special import softmax as np_softmax
 
 from mibpcert.bounds import network, ops
-from mibpcert.bounds.interval import Interval, round_out
-from mibpcert.bounds.ops import LabelSet
+from mibpcert.domains.interval import Interval, round_out
 from mibpcert.model import trainer
 from mibpcert.model.losses import encode_targets
 from mibpcert.model.losses import loss_grad as point_loss_grad
 from mibpcert.model.network import Architecture, init_params
 from mibpcert.model.network import forward as point_forward
+from mibpcert.threat import LabelSet
 
 N_SAMPLES = 200
 

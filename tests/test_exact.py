@@ -402,7 +402,8 @@ def test_no_tighten_no_heuristic_same_answer():
 )
 def test_moment_form_equals_per_point_form(threat):
     """The full-batch linear MSE moment form is an exact reformulation: same optimum."""
-    from mibpcert.encode.training import encode_training, misclassified_objective
+    from mibpcert.encode.objectives import misclassified_objective
+    from mibpcert.encode.unroll import encode_training
     from mibpcert.methods.exact import ExactTask, solve_exact_task
 
     p = _problem(
@@ -416,7 +417,7 @@ def test_moment_form_equals_per_point_form(threat):
     )
     values = []
     for moments in (True, False):
-        prog = encode_training(p, moments=moments)
+        prog = encode_training(p, form="moments" if moments else "points")
         b = prog.builder.fork()
         obj = misclassified_objective(b, p, prog.layers(p))
         (res,) = solve_exact_task(ExactTask(b.f, [obj], "scip", 120.0))
@@ -459,13 +460,9 @@ def test_slot_form_equals_per_point_form(case):
     """The slot form of a linear model (k slots choose the poisoned points; the clean points'
     gradients need no bilinear product) is an exact reformulation: same optimum, and its attack
     replays to the optimum."""
-    from mibpcert.encode.training import (
-        encode_training,
-        misclassified_objective,
-        mse_objective,
-        slot_form_applies,
-        slot_form_pays,
-    )
+    from mibpcert.encode.forms import FORMS
+    from mibpcert.encode.objectives import misclassified_objective, mse_objective
+    from mibpcert.encode.unroll import encode_training
     from mibpcert.methods.exact import ExactTask, solve_exact_task
 
     kw = {
@@ -478,12 +475,12 @@ def test_slot_form_equals_per_point_form(case):
     }
     kw.update(case)
     p = _problem(**kw)
-    assert slot_form_applies(p)
+    assert FORMS["slots"].applies(p)
     regression = p.data.task == "regression"
     obj_kind = "mse" if regression else "misclassified"
     values, sizes = [], []
     for slots in (True, False):
-        prog = encode_training(p, slots=slots)
+        prog = encode_training(p, form="slots" if slots else "points")
         b = prog.builder.fork()
         layers = prog.layers(p)
         obj = mse_objective(b, p, layers) if regression else misclassified_objective(b, p, layers)
@@ -507,4 +504,4 @@ def test_slot_form_equals_per_point_form(case):
     assert values[0] == pytest.approx(values[1], abs=1e-5)
     assert values[0] > clean + 1e-6, "the instance must be non-trivial"
     # the cost model that picks the form by default agrees with the programs built
-    assert slot_form_pays(p, len(p.batches())) == (sizes[0] < sizes[1])
+    assert FORMS["slots"].pays(p, len(p.batches())) == (sizes[0] < sizes[1])

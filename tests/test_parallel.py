@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mibpcert.data import load_dataset
-from mibpcert.encode.formulation import Formulation, LinearObjective
+from mibpcert.domains.program import Formulation, LinearObjective
 from mibpcert.errors import ConfigError, UnsupportedError
 from mibpcert.methods import get_method
 from mibpcert.model import Architecture, TrainingRecipe, init_params

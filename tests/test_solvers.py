@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from mibpcert.encode.formulation import Formulation, LinearObjective
+from mibpcert.domains.program import Formulation, LinearObjective
 from mibpcert.errors import ConfigError, UnsupportedError
 from mibpcert.solvers import BACKEND_NAMES, Status, get_backend, solve_capable
 from mibpcert.solvers.base import SolveResult

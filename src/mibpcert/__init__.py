@@ -14,8 +14,7 @@ Importing mibpcert imports no optimisation solver.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from mibpcert._version import __version__
 from mibpcert.config import Config, load_config
 from mibpcert.errors import (
     ConfigError,

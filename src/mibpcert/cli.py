@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from mibpcert import __version__
+from mibpcert._version import __version__
 from mibpcert.config import Config, load_config
 from mibpcert.errors import MibpcertError
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mibpcert.bounds.interval import Interval
-from mibpcert.bounds.ops import LabelSet
 from mibpcert.data.datasets import Dataset
+from mibpcert.domains.interval import Interval
 from mibpcert.errors import ModelError
 from mibpcert.model.losses import check_loss, encode_targets
 from mibpcert.model.network import Architecture
 from mibpcert.model.recipe import TrainingRecipe
 from mibpcert.model.trainer import Trajectory, train
+from mibpcert.threat.labels import LabelSet
 from mibpcert.threat.model import ThreatModel
 
 

@@ -21,8 +21,9 @@ import time
 
 import numpy as np
 
-from mibpcert.attacks.replay import CHANGE_TOL, Attack, TestObjective, threat_violations
+from mibpcert.attacks.replay import Attack, TestObjective, threat_violations
 from mibpcert.problem import Problem
+from mibpcert.threat.model import CHANGE_TOL
 
 
 def _moves(problem: Problem) -> list[tuple]:

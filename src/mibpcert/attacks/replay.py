@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mibpcert.model.losses import predict_classes
 from mibpcert.model.network import forward
+from mibpcert.ops import margin
 from mibpcert.problem import Problem
-
-#: differences below this count as "unchanged" (solver round-off)
-CHANGE_TOL = 1e-9
+from mibpcert.threat.model import CHANGE_TOL
 
 
 @dataclass(frozen=True)
@@ -45,13 +43,8 @@ class TestObjective:
         """Margins min_{j != c} (o_c - o_j) (one output: sign * o) of the test points ``idx``."""
         data = problem.data
         X = data.X_test if idx is None else data.X_test[idx]
-        y = np.asarray(data.y_test if idx is None else data.y_test[idx], dtype=np.int64)
-        out = forward(problem.arch, theta, X)
-        if out.shape[1] == 1:
-            return np.where(y == 1, out[:, 0], -out[:, 0])
-        own = out[np.arange(len(y)), y]
-        other = np.where(np.eye(out.shape[1], dtype=bool)[y], -np.inf, out)
-        return own - other.max(axis=1)
+        y = data.y_test if idx is None else data.y_test[idx]
+        return margin.margins(forward(problem.arch, theta, X), y)
 
     def value(self, problem: Problem, theta: np.ndarray) -> float:
         """The objective at the trained parameters ``theta``."""
@@ -79,7 +72,7 @@ class TestObjective:
     def accuracy(self, problem: Problem, theta: np.ndarray) -> float:
         """Plain test accuracy of ``theta`` (classification)."""
         out = forward(problem.arch, theta, problem.data.X_test)
-        return float(np.mean(predict_classes(out) == np.asarray(problem.data.y_test)))
+        return float(np.mean(margin.predict(out) == np.asarray(problem.data.y_test)))
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""The interval domain and per-operation transformers (affine, ReLU, ReLU', loss gradients, SGD)."""
+"""The interval domain applied to training: interval passes through the network, the interval
+domain's table of operations, and the parameter boxes every method returns."""
 
 from mibpcert.bounds import ops
-from mibpcert.bounds.interval import Interval, round_out
 from mibpcert.bounds.network import (
     ForwardBounds,
     batch_gradient,
@@ -9,12 +9,15 @@ from mibpcert.bounds.network import (
     per_sample_gradients,
     sample_gradients,
 )
-from mibpcert.bounds.ops import LabelSet
+from mibpcert.bounds.parameters import ParameterBounds
+from mibpcert.domains.interval import Interval, round_out
+from mibpcert.threat.labels import LabelSet
 
 __all__ = [
     "ForwardBounds",
     "Interval",
     "LabelSet",
+    "ParameterBounds",
     "batch_gradient",
     "forward",
     "ops",

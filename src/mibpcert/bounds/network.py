@@ -1,4 +1,5 @@
-"""Interval forward and backward passes of a ReLU MLP, composed from :mod:`mibpcert.bounds.ops`."""
+"""Interval passes through a ReLU MLP, composed from the interval versions of
+:mod:`mibpcert.ops`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mibpcert.bounds import ops
-from mibpcert.bounds.interval import Interval
+from mibpcert.domains.interval import Interval, divide, sum_axis
 from mibpcert.model.network import Architecture
+from mibpcert.ops import affine, relu
+from mibpcert.ops import clip as ops_clip
+from mibpcert.ops import loss as loss_ops
+from mibpcert.threat.labels import LabelSet
 
 
 def split_params(arch: Architecture, theta: Interval) -> list[tuple[Interval, Interval]]:
@@ -38,9 +42,9 @@ def forward(arch: Architecture, theta: Interval, X: Interval) -> ForwardBounds:
     pre, acts = [], [X]
     a = X
     for k, (W, b) in enumerate(layers):
-        z = ops.affine(a, W, b)
+        z = affine.interval(a, W, b)
         pre.append(z)
-        a = ops.relu(z) if k < len(layers) - 1 else z
+        a = relu.interval(z) if k < len(layers) - 1 else z
         acts.append(a)
     return ForwardBounds(pre, acts)
 
@@ -54,17 +58,14 @@ def per_sample_gradients(
     parameter vector.
     """
     layers = split_params(arch, theta)
-    n = g_out.shape[0]
     parts: list[tuple[Interval, Interval]] = []
     g = g_out
     for k in range(len(layers) - 1, -1, -1):
         W, _ = layers[k]
-        a = fwd.acts[k]
-        gW = ops.mul(g.reshape(n, -1, 1), a.reshape(n, 1, -1))  # (n, o, i)
-        parts.append((gW.reshape(n, -1), g))
+        gW, gb, ga = affine.backward_interval(g, fwd.acts[k], W if k > 0 else None)
+        parts.append((gW, gb))
         if k > 0:
-            ga = ops.prod_sum(g.reshape(n, -1, 1), W.reshape(1, *W.shape), axis=1)  # (n, i)
-            g = ops.mask_mul(ga, ops.relu_deriv(fwd.pre[k - 1]))
+            g = relu.backward_interval(ga, fwd.pre[k - 1])
     parts.reverse()
     lo = np.concatenate([p.lo for pair in parts for p in pair], axis=1)
     hi = np.concatenate([p.hi for pair in parts for p in pair], axis=1)
@@ -75,27 +76,27 @@ def sample_gradients(
     arch: Architecture,
     theta: Interval,
     X: Interval,
-    labels: ops.LabelSet,
+    labels: LabelSet,
     loss: str,
     clip: float | None = None,
 ) -> Interval:
     """Bounds on each sample's (clipped) gradient (n, m) for every parameter in ``theta``, input in
     ``X`` and label in ``labels``."""
     fwd = forward(arch, theta, X)
-    g_out = ops.loss_grad(loss, fwd.output, labels)
+    g_out = loss_ops.grad_interval(loss, fwd.output, labels)
     per = per_sample_gradients(arch, theta, fwd, g_out)
-    return per if clip is None else ops.clip(per, clip)
+    return per if clip is None else ops_clip.interval(per, clip)
 
 
 def batch_gradient(
     arch: Architecture,
     theta: Interval,
     X: Interval,
-    labels: ops.LabelSet,
+    labels: LabelSet,
     loss: str,
     clip: float | None = None,
 ) -> Interval:
     """Bounds on the mean-over-batch gradient for every parameter in ``theta``, input in ``X`` and
     label in ``labels`` (each sample independently: the interval relaxation)."""
     per = sample_gradients(arch, theta, X, labels, loss, clip)
-    return ops.divide(ops.sum_axis(per, axis=0), float(X.shape[0]))
+    return divide(sum_axis(per, axis=0), float(X.shape[0]))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mibpcert.bounds.interval import Interval
 from mibpcert.certify.testtime import TestCertificate
+from mibpcert.domains.interval import Interval
 from mibpcert.encode.margin import encode_margins
 from mibpcert.model.network import Architecture
 from mibpcert.solvers.tasks import SolveTask, run_tasks

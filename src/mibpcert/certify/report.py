@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.certify.testtime import TestCertificate
-from mibpcert.methods.base import ParameterBounds
 from mibpcert.model.trainer import Trajectory
 
 REPORT_FILE = "report.json"
@@ -31,7 +31,7 @@ def versions() -> dict:
     import scipy
     import sklearn
 
-    from mibpcert import __version__
+    from mibpcert._version import __version__
 
     return {
         "mibpcert": __version__,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mibpcert.bounds import network, ops
-from mibpcert.bounds.interval import TINY, UNIT, Interval
+from mibpcert.domains.interval import TINY, UNIT, Interval
 from mibpcert.model.losses import predict_classes
 from mibpcert.model.network import Architecture
 from mibpcert.model.network import forward as forward_point

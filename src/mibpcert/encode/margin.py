@@ -2,9 +2,8 @@
 
 For test input x (or its box under ``test_eps``) and candidate class c, the program has the
 parameters in the final box, the forward pass (bilinear weight x activation products, big-M ReLU)
-and the outputs; the objectives minimise o_c - o_j for every j != c (binary single output:
-y o with y = +1 for class 1, -1 for class 0). The point is certified for c when every padded dual
-bound is > 0.
+and the outputs; the objectives minimise the margins of c (:func:`mibpcert.ops.margin.program`).
+The point is certified for c when every padded dual bound is > 0 (:meth:`MarginEncoding.decode`).
 """
 
 from __future__ import annotations
@@ -13,17 +12,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mibpcert.bounds.interval import Interval
-from mibpcert.encode.builder import Builder
-from mibpcert.encode.formulation import Formulation, LinearObjective
+from mibpcert.domains.builder import Builder
+from mibpcert.domains.interval import Interval
+from mibpcert.domains.program import Formulation, LinearObjective
 from mibpcert.encode.network import forward_exprs, parameter_exprs
+from mibpcert.encode.objectives import objective
 from mibpcert.model.network import Architecture
+from mibpcert.ops import margin
 
 
 @dataclass
 class MarginEncoding:
+    """The margin program of one test point and candidate class."""
+
     formulation: Formulation
     objectives: list[LinearObjective]
+
+    @staticmethod
+    def decode(bounds: list[float | None]) -> float | None:
+        """The certified lower bound on the candidate's margin from the (padded) dual bounds of
+        :attr:`objectives` (``None`` when some solve proved nothing)."""
+        return None if any(b is None for b in bounds) else float(min(bounds))
 
 
 def encode_margins(
@@ -38,25 +47,10 @@ def encode_margins(
     ]
     acts, _ = forward_exprs(b, layers, x, "t")
     out = acts[-1]
-    objectives = []
+    margins = margin.program(b, out, cls)
     if len(out) == 1:
-        sign = 1.0 if cls == 1 else -1.0
-        o = out[0]
-        objectives.append(
-            LinearObjective(
-                np.array(o.idx),
-                sign * np.array(o.coef),
-                sign * o.const,
-                "min",
-                f"margin class {cls}",
-            )
-        )
+        names = [f"margin class {cls}"]
     else:
-        for j in range(len(out)):
-            if j == cls:
-                continue
-            d = b.affine([(1.0, out[cls]), (-1.0, out[j])])
-            objectives.append(
-                LinearObjective(np.array(d.idx), np.array(d.coef), d.const, "min", f"o{cls} - o{j}")
-            )
+        names = [f"o{cls} - o{j}" for j in margin.others(len(out), cls)]
+    objectives = [objective(mg, "min", name) for mg, name in zip(margins, names, strict=True)]
     return MarginEncoding(b.f, objectives)

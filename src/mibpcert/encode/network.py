@@ -1,12 +1,23 @@
-"""Encoding of a ReLU MLP's parameters and forward pass with a :class:`Builder`."""
+"""A ReLU MLP's parameters and forward pass as program expressions (program versions of
+:mod:`mibpcert.ops.affine` and :mod:`mibpcert.ops.relu`)."""
 
 from __future__ import annotations
 
-from mibpcert.bounds.interval import Interval
-from mibpcert.encode.builder import Builder, Expr
+from mibpcert.domains.builder import Builder, Expr
+from mibpcert.domains.interval import Interval
 from mibpcert.model.network import Architecture
+from mibpcert.ops import affine, relu
 
 Layers = list[tuple[list[list[Expr]], list[Expr]]]
+
+
+def layers_of(arch: Architecture, theta: list[Expr]) -> Layers:
+    """Arrange flat parameter expressions as ``[(W, bias), ...]`` (``W[r][c]``)."""
+    layers: Layers = []
+    for (ws, bs), (o, i) in zip(arch.slices(), arch.layer_shapes, strict=True):
+        W = [[theta[ws.start + r * i + c] for c in range(i)] for r in range(o)]
+        layers.append((W, [theta[bs.start + r] for r in range(o)]))
+    return layers
 
 
 def parameter_exprs(b: Builder, arch: Architecture, box: Interval) -> tuple[list[Expr], Layers]:
@@ -16,11 +27,7 @@ def parameter_exprs(b: Builder, arch: Architecture, box: Interval) -> tuple[list
         b.var(float(lo), float(hi), names[j])
         for j, (lo, hi) in enumerate(zip(box.lo, box.hi, strict=True))
     ]
-    layers: Layers = []
-    for (ws, bs), (o, i) in zip(arch.slices(), arch.layer_shapes, strict=True):
-        W = [[theta[ws.start + r * i + c] for c in range(i)] for r in range(o)]
-        layers.append((W, [theta[bs.start + r] for r in range(o)]))
-    return theta, layers
+    return theta, layers_of(arch, theta)
 
 
 def forward_exprs(
@@ -31,15 +38,9 @@ def forward_exprs(
     acts, masks = [x], []
     a = x
     for L, (W, bias) in enumerate(layers):
-        z = [
-            b.affine(
-                [(1.0, b.mul(W[r][c], a[c], f"Wx{tag}_{L}_{r}_{c}")) for c in range(len(a))]
-                + [(1.0, bias[r])]
-            )
-            for r in range(len(W))
-        ]
+        z = affine.program(b, W, bias, a, f"{tag}_{L}")
         if L < len(layers) - 1:
-            pairs = [b.relu(zz, f"a{tag}_{L}_{r}") for r, zz in enumerate(z)]
+            pairs = [relu.program(b, zz, f"a{tag}_{L}_{r}") for r, zz in enumerate(z)]
             a = [p[0] for p in pairs]
             masks.append([p[1] for p in pairs])
         else:

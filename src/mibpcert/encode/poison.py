@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mibpcert.encode.builder import Builder, Expr
+from mibpcert.data.datasets import Dataset
+from mibpcert.domains.builder import Builder, Expr
+from mibpcert.ops.loss import PointLabel
 from mibpcert.problem import Problem
-
-#: attack values closer than this to the clean value count as "unchanged" (solver round-off)
-CHANGE_TOL = 1e-9
+from mibpcert.threat.model import CHANGE_TOL
 
 
 @dataclass
@@ -57,6 +57,16 @@ class PoisonVars:
             return [b.const(1.0 if k == c else 0.0) for k in range(C)]
         # two classes: the label flips to the other one
         return [b.affine([(-1.0, f)], 1.0) if k == c else b.affine([(1.0, f)]) for k in range(C)]
+
+    def point_label(self, b: Builder, i: int, data: Dataset, n_outputs: int) -> PointLabel:
+        """The (possibly poisoned) label of training point ``i`` for a model with ``n_outputs``
+        outputs: regression targets, a flip of a binary label, or a one-hot label."""
+        if data.task == "regression":
+            return PointLabel(targets=self.targets[i])
+        c = int(data.y_train[i])
+        if n_outputs == 1:
+            return PointLabel(clean=c, flip=self.flips.get(i))
+        return PointLabel(clean=c, onehot=self.label_onehot(b, i, c, int(data.n_classes)))
 
     def attack(self, x: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The poisoned training set encoded by the variable values ``x`` (e.g. an incumbent):

@@ -6,20 +6,19 @@ for k-of-n budgets), pre-activations, ReLU binaries, the loss gradient, the back
 batch-mean gradient G. The update theta' = theta - lr G is linear, so min/max of theta'_j is a
 linear objective over one feasible set (2m objectives per step).
 
-Encodings (see :mod:`mibpcert.encode.builder` for the product rules):
+The encoder composes the program versions of the operations; each operation's encoding is in
+its module of :mod:`mibpcert.ops` (product rules: :mod:`mibpcert.domains.builder`):
 
-* inputs: continuous features within the l-inf ball (clipped to the feature bounds); with a
-  k-of-n budget a selection binary s_i bounds |x'_i - x_i| <= r s_i and sum_i s_i <= k;
-  discrete features choose one allowed value with binaries;
-* ReLU by big-M with interval pre-activation bounds;
-* hinge: s = 1 iff y o <= 1 (either at the kink), dloss/do = -y s; label flips y' = y (1 - 2 f)
-  with flip binaries f, sum f <= label_k (paired budgets share a change binary);
-* MSE: dloss/do = 2 (o - t) / q with t fixed, flipped (+-1 targets) or shifted by <= label_eps;
-* BCE: p = sigmoid(o) relaxed soundly by its value range and slope bounds on [L, U]
-  (min/max of sigmoid' on the interval) -- a polytope that contains the graph;
-* CE: softmax bounds per class (interval) and sum_k p_k = 1 -- sound, loose;
-* backward pass: dL/da = W^T delta (bilinear), delta = mask * dL/da (exact), weight gradients
-  delta a^T (bilinear, exact when one factor is binary or constant).
+* inputs and labels: :mod:`mibpcert.encode.poison` (l-inf ball, k-of-n selection binaries,
+  discrete domains, label flips, regression shifts);
+* forward pass: :mod:`~mibpcert.ops.affine` (bilinear weight x input) and
+  :mod:`~mibpcert.ops.relu` (big-M with interval pre-activation bounds);
+* loss gradient: :mod:`~mibpcert.ops.hinge` (big-M indicator of ``y o <= 1``),
+  :mod:`~mibpcert.ops.mse`, :mod:`~mibpcert.ops.bce` (relaxed sigmoid),
+  :mod:`~mibpcert.ops.ce` (relaxed softmax);
+* backward pass: :func:`~mibpcert.ops.affine.backward_program` (``W^T delta`` and ``delta a^T``,
+  bilinear unless a factor is binary or constant) and the ReLU mask (exact);
+* update: :mod:`~mibpcert.ops.sgd`.
 """
 
 from __future__ import annotations
@@ -28,13 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mibpcert.bounds import ops
-from mibpcert.bounds.interval import UNIT, Interval
-from mibpcert.encode.builder import Builder, Expr
-from mibpcert.encode.formulation import Formulation, LinearObjective
+from mibpcert.domains.builder import Builder, Expr
+from mibpcert.domains.interval import Interval
+from mibpcert.domains.program import Formulation, LinearObjective
 from mibpcert.encode.network import Layers, forward_exprs, parameter_exprs
 from mibpcert.encode.poison import PoisonVars, poison_vars
 from mibpcert.errors import UnsupportedError
+from mibpcert.ops import affine, relu, sgd
+from mibpcert.ops import loss as loss_ops
+from mibpcert.ops.loss import PointLabel
 from mibpcert.problem import Problem
 
 
@@ -59,7 +60,7 @@ class StepEncoding:
         """``theta'_j = theta_j - lr * G_j``, minimised or maximised."""
         return LinearObjective(
             idx=np.array([self.theta_vars[j], self.grad_vars[j]]),
-            coef=np.array([1.0, -self.lr]),
+            coef=np.array(sgd.terms(self.lr)),
             constant=0.0,
             sense=sense,  # type: ignore[arg-type]
             name=f"{sense} {self.names[j]}",
@@ -93,80 +94,49 @@ def check_supported(problem: Problem) -> list[str]:
     return notes
 
 
-def _sigmoid_relaxation(b: Builder, o: Expr, name: str) -> Expr:
-    """p = sigmoid(o) over o in [L, U]: range and slope bounds (padded for libm error)."""
-    L, U = o.lo, o.hi
-    s = ops.sigmoid(Interval(np.array([L, U]), np.array([L, U])))
-    p = b.var(float(s.lo[0]), float(s.hi[1]), name)
-    if not (np.isfinite(L) and np.isfinite(U)) or U - L <= 0:
-        return p
-
-    def dsig(v: float) -> float:
-        e = 1.0 / (1.0 + np.exp(-v))
-        return e * (1.0 - e)
-
-    k_max = 0.25 if L <= 0 <= U else max(dsig(L), dsig(U))
-    k_min = min(dsig(L), dsig(U))
-    k_max *= 1.0 + 16 * UNIT
-    k_min *= 1.0 - 16 * UNIT
-    pL_lo, pU_hi = float(s.lo[0]), float(s.hi[1])
-    pL_hi, pU_lo = float(s.hi[0]), float(s.lo[1])
-
-    def pad(*terms: float) -> float:  # rounding of the right-hand sides below
-        return 1e-12 + 8 * UNIT * sum(abs(t) for t in terms)
-
-    # p <= sigma(L) + k_max (o - L);  p >= sigma(U) - k_max (U - o)
-    b.constrain(b.affine([(1.0, p), (-k_max, o)]), hi=pL_hi - k_max * L + pad(pL_hi, k_max * L))
-    b.constrain(b.affine([(1.0, p), (-k_max, o)]), lo=pU_lo - k_max * U - pad(pU_lo, k_max * U))
-    # p >= sigma(L) + k_min (o - L);  p <= sigma(U) - k_min (U - o)
-    b.constrain(b.affine([(1.0, p), (-k_min, o)]), lo=pL_lo - k_min * L - pad(pL_lo, k_min * L))
-    b.constrain(b.affine([(1.0, p), (-k_min, o)]), hi=pU_hi - k_min * U + pad(pU_hi, k_min * U))
-    return p
-
-
-def _output_gradient(
-    b: Builder, problem: Problem, i: int, out: list[Expr], pv: PoisonVars
+def point_gradient(
+    b: Builder, problem: Problem, out: list[Expr], label: PointLabel, tag: str
 ) -> list[Expr]:
-    """dloss/do for training point i (unscaled by the batch size)."""
-    loss = problem.recipe.loss
-    data = problem.data
-    if data.task == "regression":
-        q = len(out)
-        target = pv.targets[i]
-        return [b.affine([(2.0 / q, o), (-2.0 / q, t)]) for o, t in zip(out, target, strict=True)]
-    c = int(data.y_train[i])
-    C = int(data.n_classes)
-    if len(out) == 1:  # binary, one output: label sign y' = y (1 - 2 f) or 0/1 label c'
-        y = 2.0 * c - 1.0
-        flip = pv.flips.get(i)
-        if loss in ("hinge", "mse"):
-            o = out[0]
-            ysig = b.const(y) if flip is None else b.affine([(-2.0 * y, flip)], y)
-            if loss == "mse":
-                return [b.affine([(2.0, o), (-2.0, ysig)])]
-            return [_hinge_grad(b, ysig, o, f"{i}")]
-        p = _sigmoid_relaxation(b, out[0], f"sig{i}")
-        label = b.const(float(c)) if flip is None else b.affine([(1.0 - 2.0 * c, flip)], float(c))
-        return [b.affine([(1.0, p), (-1.0, label)])]
-    onehot = pv.label_onehot(b, i, c, C)
-    if loss == "hinge":  # one-vs-rest: output k has target +1 for the label's class, else -1
-        return [
-            _hinge_grad(b, b.affine([(2.0, e)], -1.0), o, f"{i}_{k}")
-            for k, (o, e) in enumerate(zip(out, onehot, strict=True))
-        ]
-    # cross-entropy
-    sm = ops.softmax(Interval(np.array([[e.lo for e in out]]), np.array([[e.hi for e in out]])))
-    ps = [b.var(float(sm.lo[0, k]), float(sm.hi[0, k]), f"p{i}_{k}") for k in range(C)]
-    b.constrain(b.add(*ps), 1.0 - 1e-12, 1.0 + 1e-12)
-    return [b.affine([(1.0, p), (-1.0, e)]) for p, e in zip(ps, onehot, strict=True)]
+    """dloss/do of one training point (unscaled by the batch size), for its program label."""
+    return loss_ops.grad_program(
+        problem.recipe.loss, b, out, label, loss_ops.output_tags(tag, len(out))
+    )
 
 
-def _hinge_grad(b: Builder, ysig: Expr, o: Expr, tag: str) -> Expr:
-    """d max(0, 1 - y o) / do = -y [y o <= 1] for a label sign y (affine in binaries); either
-    value is allowed at the kink y o = 1."""
-    margin = b.mul(ysig, o, f"m{tag}")
-    s = b.indicator_le(margin, 1.0, f"hinge{tag}")
-    return b.scale(b.mul(ysig, s, f"ys{tag}"), -1.0)
+def sample_gradient_terms(
+    b: Builder,
+    layers: Layers,
+    delta: list[Expr],
+    acts: list[list[Expr]],
+    masks: list[list[Expr]],
+    slices: list,
+    grad_terms: list[list[Expr]],
+    name: str,
+) -> None:
+    """Back-propagate one sample's output gradient ``delta`` through ``layers`` (forward pass
+    ``acts``/``masks``), appending its contribution to every parameter's ``grad_terms``."""
+    for L in range(len(layers) - 1, -1, -1):
+        W, _ = layers[L]
+        ws, bs = slices[L]
+        a_prev = acts[L]
+        gW, delta, back = affine.backward_program(
+            b, delta, a_prev, W if L > 0 else None, f"{name}_{L}"
+        )
+        for r, dl in enumerate(delta):
+            for c in range(len(a_prev)):
+                grad_terms[ws.start + r * len(a_prev) + c].append(gW[r][c])
+            grad_terms[bs.start + r].append(dl)
+        if L > 0:
+            delta = [
+                relu.backward_program(b, masks[L - 1][c], back[c], f"d{name}_{L}_{c}")
+                for c in range(len(a_prev))
+            ]
+
+
+def batch_mean(b: Builder, grad_terms: list[list[Expr]], batch_size: int) -> list[Expr]:
+    """The batch-mean gradient of every parameter from its per-sample terms."""
+    B = float(batch_size)
+    return [b.affine([(1.0 / B, e) for e in terms]) for terms in grad_terms]
 
 
 def gradient_exprs(
@@ -182,35 +152,10 @@ def gradient_exprs(
         i = int(i)
         name = f"{tag}{i}"
         acts, masks = forward_exprs(b, layers, pv.inputs[i], name)
-        delta = _output_gradient(b, problem, i, acts[-1], pv)
-        for L in range(len(layers) - 1, -1, -1):
-            W, _ = layers[L]
-            ws, bs = slices[L]
-            a_prev = acts[L]
-            delta = [
-                dl if dl.is_const or b.is_binary_combo(dl) else b.materialize(dl) for dl in delta
-            ]
-            for r, dl in enumerate(delta):
-                for c, ap in enumerate(a_prev):
-                    grad_terms[ws.start + r * len(a_prev) + c].append(
-                        b.mul(dl, ap, f"gW{name}_{L}_{r}_{c}")
-                    )
-                grad_terms[bs.start + r].append(dl)
-            if L > 0:
-                back = [
-                    b.affine(
-                        [
-                            (1.0, b.mul(W[r][c], delta[r], f"Wd{name}_{L}_{r}_{c}"))
-                            for r in range(len(delta))
-                        ]
-                    )
-                    for c in range(len(a_prev))
-                ]
-                delta = [
-                    b.mul(masks[L - 1][c], back[c], f"d{name}_{L}_{c}") for c in range(len(a_prev))
-                ]
-    B = float(len(idx))
-    return [b.affine([(1.0 / B, e) for e in terms]) for terms in grad_terms]
+        label = pv.point_label(b, i, problem.data, len(acts[-1]))
+        delta = point_gradient(b, problem, acts[-1], label, f"{i}")
+        sample_gradient_terms(b, layers, delta, acts, masks, slices, grad_terms, name)
+    return batch_mean(b, grad_terms, len(idx))
 
 
 def encode_step(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.errors import ConfigError
 from mibpcert.methods.agt import AGTMethod
-from mibpcert.methods.base import Method, ParameterBounds, StepCallback
+from mibpcert.methods.base import Method, StepCallback
 from mibpcert.methods.exact import ExactMethod
 from mibpcert.methods.interval import IntervalMethod
 from mibpcert.methods.mibp import MIBPMethod

@@ -1,6 +1,6 @@
 """Method ``exact``: poisoning, all training steps and the test objective as one program.
 
-The program (:mod:`mibpcert.encode.training`) holds the attacker's choices, every unrolled
+The program (:mod:`mibpcert.encode.unroll`) holds the attacker's choices, every unrolled
 training step and a test objective. The solver's **dual bound** (padded) is the certificate; its
 incumbent is an attack, which is projected onto the threat model (round-off) and **replayed**
 with the ordinary trainer -- the replayed value is the attack's value. At a time limit the answer
@@ -37,28 +37,23 @@ import numpy as np
 
 from mibpcert.attacks import Attack, TestObjective, coordinate_search, project_attack
 from mibpcert.attacks.replay import replay, threat_violations
-from mibpcert.bounds.interval import Interval
+from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.certify.testtime import certify_regression, class_margin_lower_bounds
-from mibpcert.encode.builder import Builder
-from mibpcert.encode.formulation import Formulation, LinearObjective
-from mibpcert.encode.training import (
-    TrainingProgram,
-    encode_training,
-    margin_objectives,
-    misclassified_objective,
-    moment_form_applies,
-    mse_objective,
-    slot_form_applies,
-)
+from mibpcert.domains.builder import Builder
+from mibpcert.domains.interval import Interval
+from mibpcert.domains.program import Formulation, LinearObjective
+from mibpcert.encode import forms
+from mibpcert.encode.objectives import margin_objectives, misclassified_objective, mse_objective
+from mibpcert.encode.unroll import TrainingProgram, encode_training
 from mibpcert.errors import ConfigError, UnsupportedError
 from mibpcert.methods.agt import agt_step
-from mibpcert.methods.base import ParameterBounds, StepCallback
+from mibpcert.methods.base import StepCallback
 from mibpcert.methods.interval import interval_step
 from mibpcert.problem import Problem
 
 OBJECTIVES = ("mse", "margin", "misclassified")
 #: encodings of the training steps: ``auto`` picks the smallest that applies
-FORMS = ("auto", "points", "slots", "moments")
+FORMS = forms.FORM_NAMES
 PAD_ABS = 1e-6
 PAD_REL = 1e-6
 
@@ -91,7 +86,7 @@ def solve_exact_task(task: ExactTask, progress: ProgressFn | None = None) -> lis
 
 
 def lp_tightener(backend: str, time_limit: float | None, budget: float | None = None) -> Callable:
-    """A :data:`~mibpcert.encode.training.TightenFn`: min and max of every new parameter over
+    """A :data:`~mibpcert.encode.unroll.TightenFn`: min and max of every new parameter over
     the McCormick LP relaxation of the program so far; padded dual bounds.
 
     ``budget``: seconds for all steps together; once spent, later steps keep their interval/AGT
@@ -252,18 +247,7 @@ class ExactMethod:
                 raise ConfigError(f"test point {i} does not exist (the test set has {n_test}).")
         if self.test_points is not None and kind != "margin":
             raise ConfigError("test_points select the points of the 'margin' objective only.")
-        if self.form == "slots" and not slot_form_applies(problem):
-            raise ConfigError(
-                "form 'slots' needs a linear model with hinge or MSE loss under a k-of-n "
-                "feature threat (k below the number of points in scope), clean labels and no "
-                "discrete or paired threat; use form 'auto' or 'points'."
-            )
-        if self.form == "moments" and not moment_form_applies(problem):
-            raise ConfigError(
-                "form 'moments' needs a full-batch linear model with MSE loss, no discrete or "
-                "paired threat and clean labels when features change; use form 'auto' or "
-                "'points'."
-            )
+        forms.check_form(self.form, problem)
         backend = get_backend(self.solver)
         backend.check()
         if "bilinear" not in backend.capabilities:
@@ -300,19 +284,8 @@ class ExactMethod:
         if not get_backend(lp).available():
             lp = self.solver
         tighten = lp_tightener(lp, self.time_limit, self.tighten_time) if self.tighten else None
-        moments, slots = {
-            "auto": (None, None),
-            "points": (False, False),
-            "slots": (False, True),
-            "moments": (True, False),
-        }[self.form]
         return encode_training(
-            problem,
-            box_step=box_step,
-            tighten=tighten,
-            on_step=on_step,
-            moments=moments,
-            slots=slots,
+            problem, box_step=box_step, tighten=tighten, on_step=on_step, form=self.form
         )
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:

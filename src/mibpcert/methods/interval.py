@@ -10,15 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from mibpcert.bounds import network, ops
-from mibpcert.bounds.interval import Interval
-from mibpcert.bounds.ops import LabelSet
+from mibpcert.bounds.parameters import ParameterBounds
+from mibpcert.domains.interval import Interval
 from mibpcert.methods.base import (
-    ParameterBounds,
     StepCallback,
     box_loop,
     box_relaxation_notes,
 )
 from mibpcert.problem import Problem
+from mibpcert.threat.labels import LabelSet
 
 
 def interval_step(

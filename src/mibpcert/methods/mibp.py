@@ -33,18 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
-from mibpcert.bounds.interval import Interval
-from mibpcert.encode.formulation import RELAX_MODES
+from mibpcert.bounds.parameters import ParameterBounds
+from mibpcert.domains.interval import Interval
 from mibpcert.encode.step import check_supported, encode_step
 from mibpcert.errors import ConfigError, MibpcertError
 from mibpcert.methods.agt import agt_step
-from mibpcert.methods.base import ParameterBounds, StepCallback
+from mibpcert.methods.base import StepCallback
 from mibpcert.methods.interval import interval_step
 from mibpcert.model.losses import encode_targets
 from mibpcert.model.trainer import batch_gradient
 from mibpcert.parallel import check_kind, make_executor
 from mibpcert.problem import Problem
 from mibpcert.solvers.tasks import solve_many
+from mibpcert.vocab import RelaxMode
 
 CHECKPOINT_FILE = "mibp_checkpoint.npz"
 PAD_ABS = 1e-6
@@ -77,7 +78,7 @@ class MIBPMethod:
     def __init__(
         self,
         solver: str = "scip",
-        relax: str = "exact",
+        relax: str = "bilinear",
         time_limit: float | None = 10.0,
         workers: int | None = None,
         lp_first: bool = True,
@@ -89,8 +90,7 @@ class MIBPMethod:
         ray_address: str | None = None,
     ) -> None:
         check_kind(executor)
-        if relax not in RELAX_MODES:
-            raise ConfigError(f"unknown relaxation {relax!r}; use one of {', '.join(RELAX_MODES)}.")
+        relax = RelaxMode.parse(relax, "relaxation")
         if time_limit is not None and not time_limit > 0:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}.")
         if workers is not None and workers < 1:
@@ -116,7 +116,7 @@ class MIBPMethod:
         notes = check_supported(problem)
         backend = get_backend(self.solver)
         backend.check()
-        needed = "bilinear" if self.relax == "exact" else ("milp" if self.relax == "milp" else "lp")
+        needed = self.relax.capability
         if needed not in backend.capabilities:
             raise ConfigError(
                 f"solver {self.solver!r} cannot solve relax mode {self.relax!r} (needs "
@@ -244,7 +244,7 @@ class MIBPMethod:
             return unresolved
 
         relax = self.relax
-        first = relax != "lp" and self.lp_first
+        first = relax is not RelaxMode.LP and self.lp_first
         total = len(objectives) * (2 if first else 1)
         if self.on_solves is not None:
             self.on_solves(0, total)

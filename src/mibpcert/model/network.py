@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mibpcert.errors import ModelError
+from mibpcert.ops import affine, relu
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,6 @@ def forward(arch: Architecture, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     a = X
     layers = arch.unflatten(theta)
     for k, (W, b) in enumerate(layers):
-        z = a @ W.T + b
-        a = np.maximum(z, 0.0) if k < len(layers) - 1 else z
+        z = affine.forward(a, W, b)
+        a = relu.forward(z) if k < len(layers) - 1 else z
     return a

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mibpcert.errors import ModelError
-from mibpcert.model.losses import LOSSES
+from mibpcert.ops.loss import LOSSES
 
 LR_SCHEDULES = ("constant", "inverse", "exponential")
 

@@ -1,4 +1,5 @@
-"""The ordinary trainer: plain float64 SGD in numpy.
+"""The ordinary trainer: plain float64 SGD in numpy, composed from the numpy versions of
+:mod:`mibpcert.ops` (affine layer, ReLU, loss, clipping, SGD update).
 
 It is the reference every method is checked against: the sampling soundness tests train on
 poisoned data with :func:`train` and check that the trajectory stays inside the certified boxes,
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mibpcert.model.losses import encode_targets, loss_grad, loss_values
 from mibpcert.model.network import Architecture
 from mibpcert.model.recipe import TrainingRecipe
+from mibpcert.ops import affine, relu, sgd
+from mibpcert.ops import clip as ops_clip
+from mibpcert.ops import loss as loss_ops
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,30 @@ class Trajectory:
         return self.thetas[-1]
 
 
+def _forward(layers: list, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Pre-activations and activations of every layer (``acts[0] = X``, ``acts[-1]`` = output)."""
+    acts, pre, a = [X], [], X
+    for k, (W, b) in enumerate(layers):
+        z = affine.forward(a, W, b)
+        pre.append(z)
+        a = relu.forward(z) if k < len(layers) - 1 else z
+        acts.append(a)
+    return pre, acts
+
+
+def _backward(layers: list, pre: list, acts: list, g: np.ndarray, weight_grad) -> list:
+    """Back-propagate the output gradient ``g``; ``weight_grad(g, a)`` reduces each layer's
+    ``(dL/dW, dL/db)`` (batch mean or per sample). Returned in layer order."""
+    grads = []
+    for k in range(len(layers) - 1, -1, -1):
+        W, _ = layers[k]
+        grads.append(weight_grad(g, acts[k]))
+        if k > 0:
+            g = relu.backward(affine.input_grad(g, W), pre[k - 1])
+    grads.reverse()
+    return grads
+
+
 def batch_gradient(
     arch: Architecture,
     theta: np.ndarray,
@@ -38,32 +65,18 @@ def batch_gradient(
 ) -> tuple[np.ndarray, float]:
     """Mean-over-batch gradient of the loss at ``theta`` and the mean loss value.
 
-    ``t`` are targets encoded with :func:`mibpcert.model.losses.encode_targets`. ReLU'(0) = 0.
+    ``t`` are targets encoded with :func:`mibpcert.ops.loss.encode_targets`. ReLU'(0) = 0.
     With ``clip``, each sample's gradient is clipped elementwise to [-clip, clip] first.
     """
     if clip is not None:
         per, value = per_sample_gradients(arch, theta, X, t, loss)
-        return np.clip(per, -clip, clip).mean(axis=0), value
+        return ops_clip.forward(per, clip).mean(axis=0), value
     layers = arch.unflatten(theta)
-    acts = [X]
-    pre = []
-    a = X
-    for k, (W, b) in enumerate(layers):
-        z = a @ W.T + b
-        pre.append(z)
-        a = np.maximum(z, 0.0) if k < len(layers) - 1 else z
-        acts.append(a)
-    out = acts[-1]
+    pre, acts = _forward(layers, X)
     n = len(X)
-    g = loss_grad(loss, out, t)  # (n, out)
-    grads = []
-    for k in range(len(layers) - 1, -1, -1):
-        W, _ = layers[k]
-        grads.append((g.T @ acts[k] / n, g.sum(axis=0) / n))
-        if k > 0:
-            g = (g @ W) * (pre[k - 1] > 0)
-    grads.reverse()
-    return arch.flatten(grads), float(np.mean(loss_values(loss, out, t)))
+    g = loss_ops.grad(loss, acts[-1], t)  # (n, out)
+    grads = _backward(layers, pre, acts, g, lambda g, a: affine.mean_weight_grad(g, a, n))
+    return arch.flatten(grads), float(np.mean(loss_ops.value(loss, acts[-1], t)))
 
 
 def per_sample_gradients(
@@ -71,26 +84,11 @@ def per_sample_gradients(
 ) -> tuple[np.ndarray, float]:
     """Each sample's loss gradient (n, m) at ``theta`` and the mean loss value."""
     layers = arch.unflatten(theta)
-    acts, pre, a = [X], [], X
-    for k, (W, b) in enumerate(layers):
-        z = a @ W.T + b
-        pre.append(z)
-        a = np.maximum(z, 0.0) if k < len(layers) - 1 else z
-        acts.append(a)
-    n = len(X)
-    g = loss_grad(loss, acts[-1], t)
-    parts = []
-    for k in range(len(layers) - 1, -1, -1):
-        W, _ = layers[k]
-        parts.append((g[:, :, None] * acts[k][:, None, :]).reshape(n, -1))
-        parts.append(g)
-        if k > 0:
-            g = (g @ W) * (pre[k - 1] > 0)
-    # parts hold (b_L, W_L, ..., b_1, W_1) reversed pairs: restore parameter order W1, b1, ...
-    ordered = []
-    for k in range(len(layers)):
-        ordered += [parts[2 * (len(layers) - 1 - k)], parts[2 * (len(layers) - 1 - k) + 1]]
-    return np.concatenate(ordered, axis=1), float(np.mean(loss_values(loss, acts[-1], t)))
+    pre, acts = _forward(layers, X)
+    g = loss_ops.grad(loss, acts[-1], t)
+    grads = _backward(layers, pre, acts, g, affine.sample_weight_grad)
+    parts = [part for pair in grads for part in pair]  # W1, b1, W2, b2, ...
+    return np.concatenate(parts, axis=1), float(np.mean(loss_ops.value(loss, acts[-1], t)))
 
 
 def train(
@@ -106,7 +104,7 @@ def train(
     ``y`` holds class ids (classification) or targets (regression); the loss encodes them.
     """
     X = np.asarray(X, dtype=np.float64)
-    t_all = encode_targets(recipe.loss, y, task)
+    t_all = loss_ops.encode_targets(recipe.loss, y, task)
     theta = np.array(theta0, dtype=np.float64, copy=True)
     batches = recipe.batches(len(X))
     thetas = np.empty((len(batches) + 1, theta.size))
@@ -114,6 +112,6 @@ def train(
     losses = np.empty(len(batches))
     for step, idx in enumerate(batches):
         g, losses[step] = batch_gradient(arch, theta, X[idx], t_all[idx], recipe.loss, recipe.clip)
-        theta = theta - recipe.lr_at(step) * g
+        theta = sgd.update(theta, g, recipe.lr_at(step))
         thetas[step + 1] = theta
     return Trajectory(thetas, losses)

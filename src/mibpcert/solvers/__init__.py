@@ -16,22 +16,22 @@ Typical use::
     with backend.session(formulation, time_limit=10) as s:
         for obj in objectives:
             r = s.solve(obj)
-            b = r.bound(pad_abs=1e-6, pad_rel=1e-6)   # padded dual bound, or None
+            b = r.certified()   # dual bound padded by the backend's tolerance, or None
+
+Programs declare what they need (:attr:`~mibpcert.domains.program.Formulation.needs`: ``lp``,
+``milp`` or ``bilinear``), backends what they can (``capabilities``); :func:`backend_for` picks
+the first preferred backend that is installed and capable.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
-from mibpcert.errors import ConfigError
-from mibpcert.solvers.base import (
-    CAPABILITIES,
-    Backend,
-    Session,
-    SolveResult,
-    Status,
-    solve_capable,
-)
+from mibpcert.errors import ConfigError, UnsupportedError
+from mibpcert.solvers.base import CAPABILITIES, Backend, Session, solve_capable
+from mibpcert.solvers.results import SolveResult
+from mibpcert.vocab import Status
 
 #: backend name -> (module, class); modules are imported on demand (they import no solver).
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -66,6 +66,23 @@ def get_backend(name: str, *, check: bool = False) -> Backend:
     return backend
 
 
+def backend_for(need: str, preferred: Sequence[str]) -> str:
+    """The first backend of ``preferred`` that is installed and has the capability ``need``
+    (``lp``, ``milp`` or ``bilinear``); nothing is imported.
+
+    Raises:
+        UnsupportedError: none of them can.
+    """
+    for name in preferred:
+        backend = get_backend(name)
+        if need in backend.capabilities and backend.available():
+            return backend.name
+    raise UnsupportedError(
+        f"none of the solvers {', '.join(preferred)} can solve a {need} program here; install "
+        "one that can (pip install highspy pyscipopt)"
+    )
+
+
 def available_backends() -> list[str]:
     """Names of the backends whose solver package is installed (nothing is imported)."""
     return [n for n in BACKEND_NAMES if get_backend(n).available()]
@@ -79,6 +96,7 @@ __all__ = [
     "SolveResult",
     "Status",
     "available_backends",
+    "backend_for",
     "get_backend",
     "solve_capable",
 ]

@@ -25,7 +25,7 @@ from mibpcert.errors import ConfigError, UnsupportedError
 from mibpcert.solvers.base import Backend, Session, SolveResult, Status, Trace, dense_objective
 
 if TYPE_CHECKING:
-    from mibpcert.encode.formulation import LinearObjective
+    from mibpcert.domains.program import LinearObjective
 
 LICENCE_MESSAGE = (
     "Gurobi's pip licence is limited to 2000 variables/constraints (200 with bilinear terms); "

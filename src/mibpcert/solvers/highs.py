@@ -29,7 +29,7 @@ from mibpcert.errors import ConfigError
 from mibpcert.solvers.base import Backend, Session, SolveResult, Status, Trace, dense_objective
 
 if TYPE_CHECKING:
-    from mibpcert.encode.formulation import LinearObjective
+    from mibpcert.domains.program import LinearObjective
 
 #: ``HighsModelStatus`` member names -> :class:`Status`.
 HIGHS_STATUS: dict[str, str] = {

@@ -41,7 +41,7 @@ from mibpcert.solvers.base import (
 )
 
 if TYPE_CHECKING:
-    from mibpcert.encode.formulation import LinearObjective
+    from mibpcert.domains.program import LinearObjective
 
 #: PySCIPOpt ``Model.getStatus()`` strings -> :class:`Status`.
 SCIP_STATUS: dict[str, str] = {

@@ -1,11 +1,17 @@
-"""Picklable solve tasks: one formulation, several objectives, one backend (run by executors)."""
+"""Picklable solve tasks: one formulation, several objectives, one backend (run by executors).
+
+Every method's solves go through :class:`SolveTask` and :func:`solve_task`: the per-step solves of
+``mibp`` (:func:`solve_many`), the test-time margin programs, and the ``exact`` method's
+programs (with a start solution and a progress callback).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mibpcert.encode.formulation import Formulation, LinearObjective
+from mibpcert.domains.program import Formulation, LinearObjective
 from mibpcert.parallel import TaskFailure
+from mibpcert.solvers.results import ProgressCallback
 
 CHUNKS = 8
 """Objectives of one formulation are split into this many independent solver sessions."""
@@ -13,32 +19,44 @@ CHUNKS = 8
 
 @dataclass(frozen=True)
 class SolveTask:
-    """A chunk of objectives over one formulation, solved in one session of ``backend``."""
+    """Objectives over one formulation, solved in one session of ``backend``.
+
+    ``time_limit``: seconds per solve; ``return_x``: keep every incumbent's variable values;
+    ``start``: a (partial) start solution offered to every solve.
+    """
 
     formulation: Formulation
     objectives: list[LinearObjective]
     backend: str
     time_limit: float | None
     return_x: bool = False
+    start: dict | None = None
 
 
-def solve_task(task: SolveTask) -> list:
-    """Build the model once and solve every objective of the task (runs in a worker)."""
+def solve_task(task: SolveTask, progress: ProgressCallback | None = None) -> list:
+    """Build the model once and solve every objective of the task (runs in a worker);
+    ``progress(seconds, primal, dual)`` is called while each solve runs."""
     from mibpcert.solvers import get_backend
 
     backend = get_backend(task.backend)
     with backend.session(task.formulation, time_limit=task.time_limit) as session:
         return [
-            session.solve(obj, time_limit=task.time_limit, return_x=task.return_x)
+            session.solve(
+                obj,
+                time_limit=task.time_limit,
+                return_x=task.return_x,
+                start=task.start,
+                progress=progress,
+            )
             for obj in task.objectives
         ]
 
 
 def failed_results(objectives: list[LinearObjective], message: str) -> list:
-    """One ``status="error"`` result (no bound) per objective of a task that failed."""
-    from mibpcert.solvers.base import SolveResult
+    """One ``status="error"`` result (no bound, ``lost``) per objective of a task that failed."""
+    from mibpcert.solvers.results import SolveResult
 
-    return [SolveResult.failure(obj, f"task failed: {message}") for obj in objectives]
+    return [SolveResult.failure(obj, f"task failed: {message}", lost=True) for obj in objectives]
 
 
 def run_tasks(tasks: list[SolveTask], executor) -> list[list]:

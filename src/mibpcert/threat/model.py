@@ -31,6 +31,8 @@ from mibpcert.errors import ThreatModelError
 
 LabelMode = Literal["flip", "any"] | int
 UNBOUNDED_SAMPLE_RADIUS = 100.0
+CHANGE_TOL = 1e-9
+"""Attack values closer than this to the clean value count as "unchanged" (solver round-off)."""
 """Random attacks of an unbounded (eps = inf) adversary move features at most this far."""
 
 

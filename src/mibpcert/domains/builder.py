@@ -1,4 +1,4 @@
-"""Building blocks of the encodings: bounded affine expressions over a :class:`Formulation`.
+"""Building blocks of the program domain: bounded affine expressions over a :class:`Formulation`.
 
 Every quantity of a training step (inputs, pre-activations, gradients, ...) is an :class:`Expr`,
 an affine combination of model variables with a sound interval ``[lo, hi]`` computed by
@@ -12,7 +12,8 @@ outward-rounded interval arithmetic. Products dispatch on their factors:
   McCormick in the relaxations).
 
 Bounds of new variables are what makes big-M constants and McCormick envelopes valid, so they are
-always computed with the rounding-safe transformers of :mod:`mibpcert.bounds`.
+always computed with outward rounding (:mod:`mibpcert.domains.interval`). The program versions of
+the operations (:mod:`mibpcert.ops`) are written with these primitives.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mibpcert.bounds.interval import TINY, UNIT
-from mibpcert.encode.formulation import Formulation
+from mibpcert.domains.interval import TINY, UNIT
+from mibpcert.domains.program import Formulation
 
 
 @dataclass(frozen=True)
@@ -202,23 +203,7 @@ class Builder:
         self.f.add_row([zj, xj, s], [1.0, -1.0, -lo], hi=-lo)  # z <= x - lo (1 - s)
         return z
 
-    # ----------------------------------------------------------------- ReLU
-    def relu(self, z: Expr, name: str = "") -> tuple[Expr, Expr]:
-        """``(max(z, 0), mask)``: big-M with the bounds of z; mask in {0, 1} is ReLU'(z) and may
-        take either value at z = 0."""
-        if z.hi < 0:
-            return self.const(0.0), self.const(0.0)
-        if z.lo > 0:
-            return self.materialize(z), self.const(1.0)
-        zv = self.materialize(z)
-        d = self.var(0.0, 1.0, f"{name}_on", binary=True)
-        a = self.var(0.0, z.hi, name)
-        aj, zj, dj = a.idx[0], zv.idx[0], d.idx[0]
-        self.f.add_row([aj, zj], [1.0, -1.0], lo=0.0)  # a >= z
-        self.f.add_row([aj, zj, dj], [1.0, -1.0, -z.lo], hi=-z.lo)  # a <= z - L (1 - d)
-        self.f.add_row([aj, dj], [1.0, -z.hi], hi=0.0)  # a <= U d
-        return a, d
-
+    # ----------------------------------------------------------------- indicators
     def indicator_le(self, e: Expr, t: float, name: str = "") -> Expr:
         """Binary s with s = 1 => e <= t and s = 0 => e >= t (either at e = t)."""
         if e.hi < t:

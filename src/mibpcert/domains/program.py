@@ -1,8 +1,9 @@
-"""Solver-neutral optimisation models: variables, linear rows, bilinear products, objectives.
+"""The program domain: solver-neutral optimisation models (variables, rows, products, objectives).
 
 A :class:`Formulation` is plain data (numpy arrays and lists), picklable, so that worker processes
 can rebuild it in their own solver. It never imports a solver; :mod:`mibpcert.solvers` translates
-it. Encoders in :mod:`mibpcert.encode` fill it.
+it. The program versions of the operations (:mod:`mibpcert.ops`) fill it through a
+:class:`~mibpcert.domains.builder.Builder`; the encoders of :mod:`mibpcert.encode` compose them.
 
 * variables ``j = 0..n-1`` with bounds ``lb[j] <= x_j <= ub[j]`` (finite or +-inf) and a type,
   ``"C"`` (continuous) or ``"B"`` (binary; its bounds are within [0, 1]);
@@ -12,9 +13,10 @@ it. Encoders in :mod:`mibpcert.encode` fill it.
   binary factor are linearised exactly by the encoder and never appear here);
 * objectives: ``sum_k coef_k x_{idx_k} + constant``, minimised or maximised, given per solve.
 
-``relaxed("milp")`` replaces every product by its McCormick envelope (four linear rows from the
-factor bounds); ``relaxed("lp")`` additionally drops integrality. Both are sound relaxations: every
-point feasible for the exact model stays feasible.
+``relaxed("milp")`` (:class:`~mibpcert.vocab.RelaxMode`) replaces every product by its McCormick
+envelope (four linear rows from the factor bounds); ``relaxed("lp")`` additionally drops
+integrality. Both are sound relaxations: every point feasible for the bilinear model stays
+feasible.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from typing import Literal
 
 import numpy as np
 
+from mibpcert.vocab import RELAX_MODES, RelaxMode
+
 Sense = Literal["min", "max"]
-RELAX_MODES = ("exact", "milp", "lp")
+
+__all__ = ["RELAX_MODES", "Formulation", "LinearObjective", "RelaxMode", "Sense", "add_mccormick"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,14 @@ class Formulation:
     def n_binaries(self) -> int:
         return sum(1 for t in self.vtype if t == "B")
 
+    @property
+    def needs(self) -> str:
+        """The solver capability this program needs: ``bilinear`` (products), ``milp``
+        (binaries) or ``lp``."""
+        if self.products:
+            return "bilinear"
+        return "milp" if self.n_binaries else "lp"
+
     def add_var(self, lb: float, ub: float, vtype: str = "C", name: str = "") -> int:
         """Add one variable; return its index."""
         if not lb <= ub:
@@ -89,45 +102,50 @@ class Formulation:
             "bilinear_products": len(self.products),
         }
 
-    def satisfied_by(self, x: np.ndarray, mode: str, tol: float = 1e-6) -> bool:
+    def satisfied_by(self, x: np.ndarray, mode: str | RelaxMode, tol: float = 1e-6) -> bool:
         """Whether ``x``, a solution of a relaxation of this model, is also feasible for relax
-        ``mode``: every binary within ``tol`` of 0 or 1 (``milp``, ``exact``), and every product
-        within ``tol * (1 + |a b|)`` of ``a * b`` (``exact``). Bounds and linear rows are shared
-        by all modes, so the relaxation's solver has checked them already.
+        ``mode``: every binary within ``tol`` of 0 or 1 (``milp``, ``bilinear``), and every
+        product within ``tol * (1 + |a b|)`` of ``a * b`` (``bilinear``). Bounds and linear rows
+        are shared by all modes, so the relaxation's solver has checked them already.
 
         A relaxation optimum that passes is optimal for ``mode`` too (up to the tolerances), so a
         solve in ``mode`` cannot tighten its bound.
         """
-        if mode not in RELAX_MODES:
-            raise ValueError(f"unknown relaxation {mode!r}; use one of {RELAX_MODES}")
+        mode = _mode(mode)
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.n_vars,) or not np.all(np.isfinite(x)):
             return False
-        if mode == "lp":
+        if mode is RelaxMode.LP:
             return True
         binary = np.fromiter((t == "B" for t in self.vtype), dtype=bool, count=self.n_vars)
         if np.any(np.abs(x[binary] - np.round(x[binary])) > tol):
             return False
-        if mode == "milp" or not self.products:
+        if mode is RelaxMode.MILP or not self.products:
             return True
         z, a, b = np.asarray(self.products, dtype=np.int64).T
         ab = x[a] * x[b]
         return bool(np.all(np.abs(x[z] - ab) <= tol * (1.0 + np.abs(ab))))
 
-    def relaxed(self, mode: str) -> Formulation:
-        """The model for relaxation ``mode``: ``exact`` (itself), ``milp`` or ``lp``."""
-        if mode not in RELAX_MODES:
-            raise ValueError(f"unknown relaxation {mode!r}; use one of {RELAX_MODES}")
-        if mode == "exact":
+    def relaxed(self, mode: str | RelaxMode) -> Formulation:
+        """The model for relaxation ``mode``: ``bilinear`` (itself), ``milp`` or ``lp``."""
+        mode = _mode(mode)
+        if mode is RelaxMode.BILINEAR:
             return self
         out = copy.copy(self)
         out.rows = list(self.rows)
         out.products = []
         for z, a, b in self.products:
             add_mccormick(out, z, a, b)
-        if mode == "lp":
+        if mode is RelaxMode.LP:
             out.vtype = ["C"] * self.n_vars
         return out
+
+
+def _mode(mode: str | RelaxMode) -> RelaxMode:
+    try:
+        return RelaxMode(mode)
+    except ValueError:
+        raise ValueError(f"unknown relaxation {mode!r}; use one of {RELAX_MODES}") from None
 
 
 def add_mccormick(f: Formulation, z: int, a: int, b: int) -> None:

@@ -1,0 +1,162 @@
+"""The interval domain with outward rounding: the representation and its arithmetic.
+
+An :class:`Interval` is a pair of float64 arrays ``lo <= hi`` of one shape; it stands for every
+real array between them. The arithmetic here (``add``, ``sub``, ``mul``, ``scale``, ``divide``,
+``sum_axis``, ``prod_sum``) and every operation's interval version in :mod:`mibpcert.ops` return
+an interval that contains the exact real result for all real inputs inside its arguments: each
+computed endpoint is moved outward by one ulp (``numpy.nextafter``), and sums of many terms, for
+which one ulp is not enough, first get an a-priori error bound (Higham's gamma_n bound, padded)
+added.
+
+NaN never stands for a bound: an endpoint that became NaN (e.g. ``inf - inf`` in a diverged run) is
+replaced by the widest sound value, ``-inf`` for lower and ``+inf`` for upper ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+UNIT = float(np.finfo(np.float64).eps)  # 2**-52, twice the unit roundoff
+TINY = float(np.finfo(np.float64).tiny)  # smallest normal number; covers underflow errors
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Elementwise interval ``[lo, hi]`` over float64 arrays of one shape."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self) -> None:
+        lo = np.asarray(self.lo, dtype=np.float64)
+        hi = np.asarray(self.hi, dtype=np.float64)
+        if lo.shape != hi.shape:
+            lo, hi = np.broadcast_arrays(lo, hi)
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+
+    @classmethod
+    def point(cls, x: np.ndarray) -> Interval:
+        """The degenerate interval ``[x, x]``."""
+        x = np.asarray(x, dtype=np.float64)
+        return cls(x, x)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.lo.shape
+
+    @property
+    def width(self) -> np.ndarray:
+        return self.hi - self.lo
+
+    @property
+    def mid(self) -> np.ndarray:
+        return 0.5 * self.lo + 0.5 * self.hi
+
+    def __getitem__(self, idx) -> Interval:
+        return Interval(self.lo[idx], self.hi[idx])
+
+    def reshape(self, *shape) -> Interval:
+        return Interval(self.lo.reshape(*shape), self.hi.reshape(*shape))
+
+    def contains(self, x: np.ndarray, tol: float = 0.0) -> np.ndarray:
+        """Elementwise ``lo - tol <= x <= hi + tol``."""
+        x = np.asarray(x, dtype=np.float64)
+        return (self.lo - tol <= x) & (x <= self.hi + tol)
+
+    def intersect(self, other: Interval) -> Interval:
+        """Intersection; both must be sound enclosures of the same quantity."""
+        return Interval(np.maximum(self.lo, other.lo), np.minimum(self.hi, other.hi))
+
+    def is_valid(self) -> bool:
+        return bool(np.all(self.lo <= self.hi))
+
+
+def round_out(lo: np.ndarray, hi: np.ndarray, err: np.ndarray | float | None = None) -> Interval:
+    """Interval with ``lo - err`` and ``hi + err`` moved outward by one ulp.
+
+    ``lo``/``hi`` are computed endpoints, each within half an ulp of an exact value (one correctly
+    rounded operation) or within ``err`` of it (longer computations). NaN endpoints widen to
+    -inf/+inf.
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    if err is not None:
+        lo = lo - err
+        hi = hi + err
+    lo = np.nextafter(lo, -np.inf)
+    hi = np.nextafter(hi, np.inf)
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        lo = np.where(np.isnan(lo), -np.inf, lo)
+        hi = np.where(np.isnan(hi), np.inf, hi)
+    return Interval(lo, hi)
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+
+def add(a: Interval, b: Interval) -> Interval:
+    """a + b."""
+    return round_out(a.lo + b.lo, a.hi + b.hi)
+
+
+def sub(a: Interval, b: Interval) -> Interval:
+    """a - b."""
+    return round_out(a.lo - b.hi, a.hi - b.lo)
+
+
+def _products(a: Interval, b: Interval) -> tuple[np.ndarray, np.ndarray]:
+    """Elementwise (broadcast) min and max of the four endpoint products, each rounded to
+    nearest. 0 * inf (unbounded times exactly zero) is 0."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = np.stack(np.broadcast_arrays(a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi))
+    if np.isnan(p).any():
+        p = np.where(np.isnan(p), 0.0, p)
+    return p.min(axis=0), p.max(axis=0)
+
+
+def mul(a: Interval, b: Interval) -> Interval:
+    """Elementwise a * b (broadcasting)."""
+    return round_out(*_products(a, b))
+
+
+def scale(a: Interval, c: float | np.ndarray) -> Interval:
+    """c * a for a constant (float) c."""
+    c = np.asarray(c, dtype=np.float64)
+    p, q = c * a.lo, c * a.hi
+    return round_out(np.minimum(p, q), np.maximum(p, q))
+
+
+def divide(a: Interval, n: float) -> Interval:
+    """a / n for a positive constant n (e.g. the batch size)."""
+    return round_out(a.lo / n, a.hi / n)
+
+
+def _sum_bound(lo: np.ndarray, hi: np.ndarray, axis: int) -> Interval:
+    """Sum of K rounded terms along ``axis`` with a rigorous error bound.
+
+    For K terms each within one rounding of an exact value, |fl(sum) - sum| <= gamma_K * sum|t|
+    with gamma_K = K u / (1 - K u) (Higham, Accuracy and Stability, 3.1); we add
+    2 (K + 1) eps * S + K * tiny (S = computed sum of magnitudes), which exceeds it with margin,
+    underflow included.
+    """
+    K = lo.shape[axis]
+    with np.errstate(invalid="ignore", over="ignore"):
+        s_lo = lo.sum(axis=axis)
+        s_hi = hi.sum(axis=axis)
+        mag = np.maximum(np.abs(lo), np.abs(hi)).sum(axis=axis)
+        err = 2.0 * (K + 1) * UNIT * mag + K * TINY
+    return round_out(s_lo, s_hi, err)
+
+
+def sum_axis(a: Interval, axis: int) -> Interval:
+    """Sum of the elements of ``a`` along ``axis``."""
+    return _sum_bound(a.lo, a.hi, axis)
+
+
+def prod_sum(a: Interval, b: Interval, axis: int) -> Interval:
+    """sum over ``axis`` of the broadcast product a * b (dot products, matrix products)."""
+    lo, hi = _products(a, b)
+    return _sum_bound(lo, hi, axis)

@@ -1,0 +1,54 @@
+"""What every encoding of the unrolled training steps provides (the forms' common shape)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from mibpcert.domains.builder import Builder, Expr
+from mibpcert.problem import Problem
+
+
+@dataclass
+class FormState:
+    """What a form built once for the whole program: the attack's variables (``poison``, with
+    ``attack(x, X, y)`` and ``assignment(X0, y0, X, y)``) and anything its steps reuse."""
+
+    poison: Any
+    extra: dict = field(default_factory=dict)
+
+
+class Form:
+    """One encoding of the training steps of the unrolled program.
+
+    A form says when it applies (:meth:`applies`; :attr:`requirement` in words), what it costs
+    (:meth:`cost`: the bilinear products its poisoned inputs bring, an estimate in the units of
+    :class:`~mibpcert.encode.forms.points.PointsForm`), and whether it pays against the per-point
+    form (:meth:`pays`). It builds the attack's variables once (:meth:`prepare`) and the
+    batch-mean gradient of every step (:meth:`gradient`).
+    """
+
+    name: ClassVar[str]
+    requirement: ClassVar[str] = ""
+
+    def applies(self, problem: Problem) -> bool:
+        raise NotImplementedError
+
+    def cost(self, problem: Problem, steps: int) -> int:
+        raise NotImplementedError
+
+    def pays(self, problem: Problem, steps: int) -> bool:
+        """Whether this form has fewer bilinear products than the per-point form."""
+        from mibpcert.encode.forms import FORMS
+
+        return self.cost(problem, steps) < FORMS["points"].cost(problem, steps)
+
+    def prepare(self, b: Builder, problem: Problem) -> FormState:
+        raise NotImplementedError
+
+    def gradient(
+        self, b: Builder, problem: Problem, state: FormState, theta: list[Expr], idx, tag: str
+    ) -> list[Expr]:
+        """The batch-mean gradient over the batch ``idx`` at the parameters ``theta`` (flat
+        order); ``tag`` keeps variable names unique between steps."""
+        raise NotImplementedError
