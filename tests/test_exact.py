@@ -404,7 +404,7 @@ def test_moment_form_equals_per_point_form(threat):
     """The full-batch linear MSE moment form is an exact reformulation: same optimum."""
     from mibpcert.encode.objectives import misclassified_objective
     from mibpcert.encode.unroll import encode_training
-    from mibpcert.methods.exact import ExactTask, solve_exact_task
+    from mibpcert.solvers.tasks import SolveTask, solve_task
 
     p = _problem(
         training__loss="mse",
@@ -420,7 +420,7 @@ def test_moment_form_equals_per_point_form(threat):
         prog = encode_training(p, form="moments" if moments else "points")
         b = prog.builder.fork()
         obj = misclassified_objective(b, p, prog.layers(p))
-        (res,) = solve_exact_task(ExactTask(b.f, [obj], "scip", 120.0))
+        (res,) = solve_task(SolveTask(b.f, [obj], "scip", 120.0, return_x=True))
         assert res.status == "optimal"
         values.append(res.primal)
     clean = TestObjective("misclassified").value(p, p.train_nominal().final)
@@ -463,7 +463,7 @@ def test_slot_form_equals_per_point_form(case):
     from mibpcert.encode.forms import FORMS
     from mibpcert.encode.objectives import misclassified_objective, mse_objective
     from mibpcert.encode.unroll import encode_training
-    from mibpcert.methods.exact import ExactTask, solve_exact_task
+    from mibpcert.solvers.tasks import SolveTask, solve_task
 
     kw = {
         "training__epochs": 2,
@@ -484,7 +484,7 @@ def test_slot_form_equals_per_point_form(case):
         b = prog.builder.fork()
         layers = prog.layers(p)
         obj = mse_objective(b, p, layers) if regression else misclassified_objective(b, p, layers)
-        (res,) = solve_exact_task(ExactTask(b.f, [obj], "scip", 120.0))
+        (res,) = solve_task(SolveTask(b.f, [obj], "scip", 120.0, return_x=True))
         assert res.status == "optimal"
         values.append(res.primal)
         sizes.append(len(b.f.products))

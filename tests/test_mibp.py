@@ -152,11 +152,11 @@ def test_resume_gives_the_same_final_box(tmp_path):
         if done == 2:
             raise Stop
 
-    m = get_method("mibp", workers=1, relax="milp", solver="highs", checkpoint_dir=tmp_path)
+    m = get_method("mibp", workers=1, relax="milp", solver="highs", out_dir=tmp_path)
     with pytest.raises(Stop):
         m.bound(p, on_step=stop_after_two)
     resumed = get_method(
-        "mibp", workers=1, relax="milp", solver="highs", checkpoint_dir=tmp_path, resume=True
+        "mibp", workers=1, relax="milp", solver="highs", out_dir=tmp_path, resume=True
     ).bound(p)
     np.testing.assert_array_equal(resumed.lower, full.lower)
     np.testing.assert_array_equal(resumed.upper, full.upper)
@@ -167,11 +167,11 @@ def test_resume_refuses_a_foreign_checkpoint(tmp_path):
     from mibpcert.errors import MibpcertError
 
     p = _problem(ThreatModel(eps=0.05), n=6, epochs=2)
-    get_method("mibp", workers=1, relax="lp", solver="highs", checkpoint_dir=tmp_path).bound(p)
+    get_method("mibp", workers=1, relax="lp", solver="highs", out_dir=tmp_path).bound(p)
     q = _problem(ThreatModel(eps=0.1), n=6, epochs=2)
     with pytest.raises(MibpcertError, match="different problem"):
         get_method(
-            "mibp", workers=1, relax="lp", solver="highs", checkpoint_dir=tmp_path, resume=True
+            "mibp", workers=1, relax="lp", solver="highs", out_dir=tmp_path, resume=True
         ).bound(q)
 
 
@@ -221,7 +221,7 @@ def test_exact_bound_is_attained_by_its_replayed_incumbent(threat):
 def test_resume_extends_a_finished_run_with_more_epochs(tmp_path):
     short = _problem(ThreatModel(eps=0.05), n=6, epochs=2)
     long = _problem(ThreatModel(eps=0.05), n=6, epochs=4)
-    opts = dict(workers=1, relax="lp", solver="highs", checkpoint_dir=tmp_path)
+    opts = dict(workers=1, relax="lp", solver="highs", out_dir=tmp_path)
     get_method("mibp", **opts).bound(short)
     calls = []
     extended = get_method("mibp", resume=True, **opts).bound(

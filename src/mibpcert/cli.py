@@ -60,8 +60,14 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--test-eps", "threat.test_eps", float, "l-inf radius of test-time perturbations"),
     ("--method", "method.name", str, "interval | agt | mibp | exact"),
     ("--solver", "method.solver", str, "mibp, exact: scip (default) | highs | gurobi"),
-    ("--relax", "method.relax", str, "mibp: exact (bilinear MIP) | milp | lp (McCormick)"),
+    ("--relax", "method.relax", str, "mibp: bilinear (MIP; alias exact) | milp | lp (McCormick)"),
     ("--time-limit", "method.time_limit", float, "seconds per solve (mibp) / program (exact)"),
+    (
+        "--test-mip-time",
+        "method.test_mip_time",
+        float,
+        "mibp: seconds per test-time margin solve (default: --time-limit)",
+    ),
     ("--workers", "method.workers", int, "mibp, exact: worker processes (default: all cores)"),
     (
         "--objective",
@@ -255,14 +261,11 @@ def _certify(args: argparse.Namespace) -> int:
     def on_step(done: int, total: int) -> None:
         bar.update(done - bar.n)
 
-    options = method_options(cfg, cfg.output.dir)
-    if cfg.method.name == "mibp" and not bar.disable:
+    callbacks: dict = {}
+    if not bar.disable:
 
         def on_solves(done: int, total: int) -> None:
             bar.set_postfix_str(f"solves {done}/{total}")
-
-        options["on_solves"] = on_solves
-    if cfg.method.name == "exact" and not bar.disable:
 
         def progress(t: float, primal: float | None, dual: float | None) -> None:
             p = "-" if primal is None else f"{primal:.6g}"
@@ -272,7 +275,9 @@ def _certify(args: argparse.Namespace) -> int:
         def on_point(done: int, total: int) -> None:
             bar.set_postfix_str(f"test points {done}/{total}")
 
-        options.update(progress=progress, on_point=on_point)
+        callbacks = {"on_solves": on_solves, "progress": progress, "on_point": on_point}
+    # each method takes the callbacks it reports progress through
+    options = method_options(cfg, cfg.output.dir, **callbacks)
     try:
         result = certify_problem(
             problem,
@@ -280,7 +285,7 @@ def _certify(args: argparse.Namespace) -> int:
             on_step=on_step,
             config=cfg.to_dict(),
             options=options,
-            test_mip=cfg.method.name == "mibp" and cfg.method.test_mip,
+            test_mip=cfg.method.test_mip,
         )
     finally:
         bar.close()

@@ -9,9 +9,11 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
                 steps (gradient steps; sets epochs)
     [threat]    eps, points, k, label_k, label_mode, label_eps, discrete, feature_bounds, test_eps,
                 paired
-    [method]    name, solver, relax, time_limit, workers, lp_first, test_mip, resume, executor,
-                ray_address (solver options apply to method 'mibp'); objective, test_points,
-                tighten, tighten_time, heuristic, heuristic_time, form (method 'exact')
+    [method]    name, solver, relax, time_limit, workers, lp_first, test_mip, test_mip_time,
+                resume, executor, ray_address (method 'mibp'); objective, test_points, tighten,
+                tighten_time, heuristic, heuristic_time, form (method 'exact'). Each method
+                takes the keys its constructor accepts; time_limit is seconds per solve (mibp)
+                or per program (exact).
     [output]    dir
 """
 
@@ -83,8 +85,9 @@ class ThreatConfig:
 class MethodConfig:
     name: str = "interval"
     solver: str = "scip"
-    relax: str = "exact"
+    relax: str = "bilinear"
     time_limit: float | None = 10.0
+    test_mip_time: float | None = None
     workers: int | None = None
     lp_first: bool = True
     test_mip: bool = True

@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,38 +91,21 @@ def _epochs_for_steps(steps: int, n: int, batch_size: int | None) -> int:
     return int(steps) // per_epoch
 
 
-def method_options(cfg: Config, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Options of the configured method (solver settings apply to ``mibp`` and ``exact``)."""
-    m = cfg.method
-    if m.name == "exact":
-        return {
-            "solver": m.solver,
-            "objective": m.objective,
-            "test_points": m.test_points,
-            "time_limit": m.time_limit,
-            "tighten": m.tighten,
-            "tighten_time": m.tighten_time,
-            "heuristic": m.heuristic,
-            "heuristic_time": m.heuristic_time,
-            "form": m.form,
-            "workers": m.workers,
-            "executor": m.executor,
-            "ray_address": m.ray_address,
-            "out_dir": out_dir,
-        }
-    if m.name != "mibp":
+def method_options(
+    cfg: Config, out_dir: str | Path | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Constructor options of the configured method: every ``[method]`` setting the method's
+    constructor accepts, ``out_dir`` (where ``mibp`` keeps its checkpoint and ``exact`` its
+    attack files) and the ``extra`` options it accepts (e.g. progress callbacks); the others
+    are left out, so one configuration serves every method."""
+    from mibpcert.methods import METHODS
+
+    cls = METHODS.get(cfg.method.name)
+    if cls is None:
         return {}
-    return {
-        "solver": m.solver,
-        "relax": m.relax,
-        "time_limit": m.time_limit,
-        "workers": m.workers,
-        "lp_first": m.lp_first,
-        "checkpoint_dir": out_dir,
-        "resume": m.resume,
-        "executor": m.executor,
-        "ray_address": m.ray_address,
-    }
+    accepted = inspect.signature(cls).parameters
+    values = {**dataclasses.asdict(cfg.method), "out_dir": out_dir, **extra}
+    return {k: v for k, v in values.items() if k in accepted}
 
 
 def certify_problem(
@@ -135,25 +119,19 @@ def certify_problem(
     """Bound training with ``method`` and certify the test set from the final box.
 
     ``options`` go to the method's constructor (e.g. ``solver``, ``relax`` for ``mibp``);
-    ``test_mip`` refines the interval test-time verdicts with one MIP per open test point,
-    solved with the method's ``solver``/``relax``/``time_limit``/``workers`` options and its
-    executor (``executor``, ``ray_address``).
+    ``test_mip`` refines the interval test-time verdicts with one MIP per open test point, as the
+    method specifies (:meth:`~mibpcert.methods.base.Method.test_mip`: ``mibp`` uses its solver,
+    relax mode, test-MIP time and executor; methods without a test MIP ignore it).
     """
-    options = dict(options or {})
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    meth = get_method(method, **options)
+    meth = get_method(method, **dict(options or {}))
     meth.check(problem)
     nominal = problem.train_nominal()
     timings["nominal_training"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    outcome = None
-    if method == "exact":
-        outcome = meth.run(problem, on_step=on_step)
-        bounds = outcome.bounds
-        test_mip = False
-    else:
-        bounds = meth.bound(problem, on_step=on_step)
+    outcome = meth.run(problem, on_step=on_step)
+    bounds = outcome.bounds
     timings["bounds"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     data, threat = problem.data, problem.threat
@@ -168,36 +146,33 @@ def certify_problem(
             int(data.n_classes),
             test_box,
         )
-        if test_mip:
+        spec = meth.test_mip() if test_mip else None
+        if spec is not None:
             from mibpcert.certify.mip import refine_with_mip
             from mibpcert.parallel import make_executor
 
             X_lo, X_hi = threat.test_box(data.X_test)
-            with make_executor(
-                options.get("workers"),
-                options.get("executor", "process"),
-                options.get("ray_address"),
-            ) as executor:
+            with make_executor(spec.workers, spec.executor, spec.ray_address) as executor:
                 refine_with_mip(
                     test,
                     problem.arch,
                     bounds.box(),
                     X_lo,
                     X_hi,
-                    options.get("solver", "scip"),
-                    options.get("relax", "exact"),
-                    options.get("time_limit", 10.0),
+                    spec.solver,
+                    spec.relax,
+                    spec.time_limit,
                     executor,
                 )
     else:
         test = certify_regression(
             problem.arch, bounds.box(), nominal.final, data.X_test, data.y_test, test_box
         )
-    if outcome is not None and outcome.point_verdicts:
+    if outcome.point_verdicts:
         merge_point_verdicts(test, outcome.point_verdicts)
-    if outcome is not None and outcome.metrics["objective"] == "mse":
+    if outcome.worst_case_mse_bound is not None:
         test.metrics["worst_case_mse_bound"] = min(
-            test.metrics["worst_case_mse_bound"], outcome.metrics["dual_bound"]
+            test.metrics["worst_case_mse_bound"], outcome.worst_case_mse_bound
         )
     timings["test_certification"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
@@ -218,7 +193,10 @@ def certify_problem(
         timings=timings,
         param_names=problem.arch.param_names(),
         steps_per_epoch=problem.recipe.steps_per_epoch(data.n_train),
-        exact=None if outcome is None else outcome.section,
+        provenance=outcome.provenance,
+        section=outcome.section,
+        method_metrics=outcome.metrics,
+        summary_rows=outcome.summary,
     )
     result.warnings.extend(bounds.warnings)
     if result.nominal_diverged:
@@ -234,16 +212,6 @@ def certify_problem(
     return result
 
 
-def _takes(method: str, option: str) -> bool:
-    """Whether the constructor of ``method`` accepts ``option``."""
-    import inspect
-
-    from mibpcert.methods import METHODS
-
-    cls = METHODS.get(method)
-    return cls is not None and option in inspect.signature(cls).parameters
-
-
 def run(
     config: Config | None = None,
     on_step: StepCallback | None = None,
@@ -257,16 +225,14 @@ def run(
     """
     cfg = config or Config()
     problem = build_problem(cfg)
-    options = method_options(cfg, out_dir)
-    if on_solves is not None and _takes(cfg.method.name, "on_solves"):
-        options["on_solves"] = on_solves
+    options = method_options(cfg, out_dir, on_solves=on_solves)
     result = certify_problem(
         problem,
         cfg.method.name,
         on_step=on_step,
         config=cfg.to_dict(),
         options=options,
-        test_mip=cfg.method.name == "mibp" and cfg.method.test_mip,
+        test_mip=cfg.method.test_mip,
     )
     if out_dir is not None:
         result.save(out_dir)

@@ -6,12 +6,10 @@ import numpy as np
 
 from mibpcert.certify.testtime import TestCertificate
 from mibpcert.domains.interval import Interval
-from mibpcert.encode.margin import encode_margins
+from mibpcert.encode.margin import MarginEncoding, encode_margins
 from mibpcert.model.network import Architecture
 from mibpcert.solvers.tasks import SolveTask, run_tasks
-
-PAD_ABS = 1e-6
-PAD_REL = 1e-6
+from mibpcert.vocab import Provenance, RelaxMode, Verdict
 
 
 def refine_with_mip(
@@ -21,18 +19,21 @@ def refine_with_mip(
     X_lo: np.ndarray,
     X_hi: np.ndarray,
     solver: str,
-    relax: str,
+    relax: str | RelaxMode,
     time_limit: float | None,
     executor,
 ) -> TestCertificate:
     """Try to certify every point that is still ``unknown``, for its nominal prediction.
 
-    A point becomes certified when the padded dual bound of every ``min (o_c - o_j)`` is > 0.
-    Updates ``cert`` in place (points, ``certified_class`` and metrics) and returns it.
+    A point becomes certified when the padded dual bound of every ``min (o_c - o_j)`` is > 0
+    (its ``certified_by`` is then ``mip``). Updates ``cert`` in place (points,
+    ``certified_class`` and metrics) and returns it.
     """
     open_points = [p["index"] for p in cert.points if p["certified_class"] is None]
     for p in cert.points:
-        p.setdefault("proof", "interval" if p["certified_class"] is not None else None)
+        p.setdefault(
+            "certified_by", Provenance.INTERVAL if p["certified_class"] is not None else None
+        )
     cert.metrics.update(mip_solves=0, mip_statuses={}, certified_by_mip=0)
     if not open_points:
         return cert
@@ -44,11 +45,10 @@ def refine_with_mip(
     results = run_tasks(tasks, executor)  # a failed task: status 'error', no bound
     statuses: dict[str, int] = {}
     for i, res in zip(open_points, results, strict=True):
-        bounds = [r.bound(PAD_ABS, PAD_REL) for r in res]
         for r in res:
             statuses[r.status] = statuses.get(r.status, 0) + 1
         point = cert.points[i]
-        mip_margin = None if any(b is None for b in bounds) else float(min(bounds))
+        mip_margin = MarginEncoding.decode([r.certified() for r in res])
         point["mip_margin_lower_bound"] = mip_margin
         c = point["nominal_prediction"]
         if mip_margin is not None and c == point["label"]:
@@ -57,8 +57,8 @@ def refine_with_mip(
         if mip_margin is not None and mip_margin > 0:
             point.update(
                 certified_class=c,
-                verdict="certified",
-                proof="mip",
+                verdict=Verdict.CERTIFIED,
+                certified_by=Provenance.MIP,
                 certified_correct=bool(c == point["label"]),
             )
             cert.certified_class[i] = c
@@ -69,6 +69,8 @@ def refine_with_mip(
         stable_rate=float(np.mean(cc >= 0)),
         mip_solves=int(sum(len(r) for r in results)),
         mip_statuses=statuses,
-        certified_by_mip=int(sum(1 for p in cert.points if p.get("proof") == "mip")),
+        certified_by_mip=int(
+            sum(1 for p in cert.points if p.get("certified_by") == Provenance.MIP)
+        ),
     )
     return cert

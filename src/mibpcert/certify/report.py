@@ -14,15 +14,6 @@ from mibpcert.certify.testtime import TestCertificate
 from mibpcert.model.trainer import Trajectory
 
 REPORT_FILE = "report.json"
-PROOFS = {
-    "interval": "interval arithmetic with outward rounding",
-    "agt": "interval arithmetic with outward rounding, top-k poisoning budget",
-    "mibp": "solver dual bounds padded by 1e-6 + 1e-6|b|, intersected with interval/agt steps; "
-    "interval fallback where a solve proved nothing",
-    "exact": "one program over poisoning, all training steps and the test objective: solver dual "
-    "bound padded by 1e-6 + 1e-6|b|, combined with the interval bound of the same question; "
-    "parameter boxes from interval/agt steps tightened by padded LP dual bounds",
-}
 BOXES_FILE = "boxes.npz"
 
 
@@ -56,6 +47,10 @@ class RunResult:
         timings: wall-clock seconds of the phases.
         param_names: one name per parameter (``W1[0,1]``, ``b2[0]``, ...).
         steps_per_epoch: training steps in one epoch.
+        provenance: how the method proved the bounds (``soundness.bounds``).
+        section: the method's own report section (reported under the method's name).
+        method_metrics: the method's own metrics (merged into :attr:`metrics`).
+        summary_rows: the method's rows of the readable summary.
     """
 
     config: dict
@@ -67,8 +62,16 @@ class RunResult:
     param_names: list[str]
     steps_per_epoch: int = 1
     warnings: list[str] = field(default_factory=list)
-    #: method ``exact``: its report section (objective, primal, dual bound, gap, replay, trace)
-    exact: dict | None = None
+    provenance: str = ""
+    section: dict | None = None
+    method_metrics: dict = field(default_factory=dict)
+    summary_rows: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exact(self) -> dict | None:
+        """Method ``exact``'s report section (objective, primal, dual bound, gap, replay,
+        trace); ``None`` for the other methods."""
+        return self.section if self.bounds.method == "exact" else None
 
     @property
     def nominal_diverged(self) -> bool:
@@ -94,11 +97,7 @@ class RunResult:
                 "seconds_per_epoch": float(sum(self.bounds.step_seconds) / max(1, self.n_epochs)),
             }
         )
-        if self.exact is not None:
-            keys = ("objective", "status", "primal", "dual_bound", "gap", "replayed", "heuristic")
-            keys += ("accuracy_lower_bound", "attacked_accuracy", "best_attack", "test_points")
-            keys += ("exact_certified", "exact_not_certified", "exact_unknown", "exact_solved")
-            m.update({k: self.exact[k] for k in keys if k in self.exact})
+        m.update(self.method_metrics)
         return m
 
     @property
@@ -132,7 +131,7 @@ class RunResult:
             "versions": versions(),
             "metrics": self.metrics,
             "soundness": {
-                "bounds": PROOFS.get(self.bounds.method, self.bounds.method),
+                "bounds": self.provenance or self.bounds.method,
                 "relaxations": list(self.bounds.notes),
                 "nominal_inside_boxes": self.nominal_inside,
             },
@@ -140,7 +139,7 @@ class RunResult:
             "timings": self.timings,
             "steps": self.steps(),
             "test": self.test.to_dict(),
-            **({} if self.exact is None else {"exact": self.exact}),
+            **({} if self.section is None else {self.bounds.method: self.section}),
         }
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -190,8 +189,7 @@ class RunResult:
                 ("nominal test MSE", f"{m['nominal_mse']:.6g}"),
                 ("worst-case test MSE <=", f"{m['worst_case_mse_bound']:.6g}"),
             ]
-        if self.exact is not None:
-            rows += _exact_rows(self.exact)
+        rows += list(self.summary_rows)
         rows += [
             (
                 "final box width (max / mean)",
@@ -207,35 +205,6 @@ class RunResult:
         for w in self.warnings:
             rows.append(("WARNING", w))
         return tabulate(rows, tablefmt="simple", disable_numparse=True)
-
-
-def _fmt(v) -> str:
-    return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-
-
-def _exact_rows(ex: dict) -> list[tuple[str, str]]:
-    """Summary rows of method ``exact``."""
-    kind = ex["objective"]
-    if kind == "margin":
-        return [
-            ("exact: test points solved", str(ex["exact_solved"])),
-            (
-                "exact: certified / attacked / unknown",
-                f"{ex['exact_certified']} / {ex['exact_not_certified']} / {ex['exact_unknown']}",
-            ),
-        ]
-    what = "worst-case test MSE" if kind == "mse" else "misclassified test points"
-    rows = [
-        (f"exact: {what}", f"attack {_fmt(ex['best_attack'])} <= ... <= {_fmt(ex['dual_bound'])}"),
-        ("exact: status / gap", f"{ex['status']} / {_fmt(ex['gap'])}"),
-        (
-            "exact: heuristic / solver / replayed",
-            f"{_fmt(ex['heuristic'])} / {_fmt(ex['primal'])} / {_fmt(ex['replayed'])}",
-        ),
-    ]
-    if ex.get("replay_note"):
-        rows.append(("exact: note", ex["replay_note"]))
-    return rows
 
 
 def _threat_line(t: dict) -> str:

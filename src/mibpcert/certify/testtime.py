@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mibpcert.bounds import network, ops
-from mibpcert.domains.interval import TINY, UNIT, Interval
-from mibpcert.model.losses import predict_classes
+from mibpcert.bounds import network
+from mibpcert.domains.interval import TINY, UNIT, Interval, divide, sub, sum_axis
 from mibpcert.model.network import Architecture
 from mibpcert.model.network import forward as forward_point
+from mibpcert.ops import margin, relu
+from mibpcert.vocab import Provenance, Verdict
 
 
 def class_margin_lower_bounds(
@@ -28,25 +29,17 @@ def class_margin_lower_bounds(
 ) -> np.ndarray:
     """(n, C) lower bounds on ``min_{j != c} (o_c - o_j)`` for every candidate class c."""
     if arch.n_outputs == 1:
-        out = network.forward(arch, box, X).output
-        return np.stack([-out.hi[:, 0], out.lo[:, 0]], axis=1)
+        return margin.lower_bounds_from_output(network.forward(arch, box, X).output)
     # hidden activations of the last layer's input, then row differences of the last layer
     head = Architecture(arch.sizes[:-1]) if arch.n_layers > 1 else None
     layers = network.split_params(arch, box)
     if head is not None:
         n_head = head.n_params
-        A = ops.relu(network.forward(head, box[:n_head], X).output)
+        A = relu.interval(network.forward(head, box[:n_head], X).output)
     else:
         A = X
     W, b = layers[-1]
-    C = arch.n_outputs
-    Wd = ops.sub(W.reshape(C, 1, -1), W.reshape(1, C, -1))  # (C, C, h): W_c - W_j
-    bd = ops.sub(b.reshape(C, 1), b.reshape(1, C))
-    n = A.shape[0]
-    diff = ops.prod_sum(A.reshape(n, 1, 1, -1), Wd.reshape(1, *Wd.shape), axis=3)
-    diff = ops.add(diff, bd.reshape(1, C, C))  # (n, c, j) bounds on o_c - o_j
-    lo = np.where(np.eye(C, dtype=bool)[None], np.inf, diff.lo)
-    return lo.min(axis=2)
+    return margin.lower_bounds_from_last_layer(A, W, b)
 
 
 @dataclass
@@ -77,7 +70,7 @@ def certify_classification(
     margins = class_margin_lower_bounds(arch, box, X, n_classes)
     best = np.argmax(margins, axis=1)
     certified = np.where(margins[np.arange(len(best)), best] > 0, best, -1)
-    nominal = predict_classes(forward_point(arch, theta_nominal, X_test))
+    nominal = margin.predict(forward_point(arch, theta_nominal, X_test))
     y = np.asarray(y_test, dtype=np.int64)
     n = len(y)
     true_margin = margins[np.arange(n), y]
@@ -87,7 +80,7 @@ def certify_classification(
             "label": int(y[i]),
             "nominal_prediction": int(nominal[i]),
             "certified_class": None if certified[i] < 0 else int(certified[i]),
-            "verdict": "certified" if certified[i] >= 0 else "unknown",
+            "verdict": Verdict.CERTIFIED if certified[i] >= 0 else Verdict.UNKNOWN,
             "certified_correct": bool(certified[i] == y[i]),
             "margin_lower_bound": float(true_margin[i]),
         }
@@ -104,17 +97,19 @@ def certify_classification(
 
 def merge_point_verdicts(test: TestCertificate, verdicts: dict[int, dict]) -> None:
     """Fold per-point verdicts of a stronger proof (method ``exact``) into ``test``: a point the
-    proof certifies for its true class becomes certified; metrics are recomputed."""
+    proof certifies for its true class becomes certified (``certified_by`` the proof's
+    provenance); metrics are recomputed."""
     for p, v in verdicts.items():
         row = test.points[p]
         row["exact_verdict"] = v["verdict"]
         row["exact_margin_bound"] = v.get("dual_bound")
-        if v["verdict"] == "certified" and not row["certified_correct"]:
+        if v["verdict"] == Verdict.CERTIFIED and not row["certified_correct"]:
             row.update(
                 certified_class=row["label"],
-                verdict="certified",
+                verdict=Verdict.CERTIFIED,
                 certified_correct=True,
                 margin_lower_bound=v.get("dual_bound"),
+                certified_by=v.get("certified_by", Provenance.EXACT),
             )
             if test.certified_class is not None:
                 test.certified_class[p] = row["label"]
@@ -135,14 +130,14 @@ def certify_regression(
     X = Interval.point(X_test) if test_box is None else Interval(*test_box)
     out = network.forward(arch, box, X).output
     y = np.asarray(y_test, dtype=np.float64).reshape(len(X_test), -1)
-    err = ops.sub(out, Interval.point(y))  # prediction error interval (n, q)
+    err = sub(out, Interval.point(y))  # prediction error interval (n, q)
     mag_hi = np.maximum(np.abs(err.lo), np.abs(err.hi))
     sq_hi = np.nextafter(mag_hi * mag_hi, np.inf)
     straddle = (err.lo <= 0) & (err.hi >= 0)
     mag_lo = np.where(straddle, 0.0, np.minimum(np.abs(err.lo), np.abs(err.hi)))
     sq_lo = np.maximum(np.nextafter(mag_lo * mag_lo, -np.inf), 0.0)
     count = sq_hi.size
-    worst = ops.divide(ops.sum_axis(Interval(sq_lo, sq_hi).reshape(-1), axis=0), float(count))
+    worst = divide(sum_axis(Interval(sq_lo, sq_hi).reshape(-1), axis=0), float(count))
     nominal_out = forward_point(arch, theta_nominal, X_test)
     per_point_worst = sq_hi.mean(axis=1) * (1.0 + 2 * (y.shape[1] + 1) * UNIT) + TINY
     points = [

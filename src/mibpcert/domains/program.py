@@ -31,7 +31,15 @@ from mibpcert.vocab import RELAX_MODES, RelaxMode
 
 Sense = Literal["min", "max"]
 
-__all__ = ["RELAX_MODES", "Formulation", "LinearObjective", "RelaxMode", "Sense", "add_mccormick"]
+__all__ = [
+    "RELAX_MODES",
+    "Formulation",
+    "LinearObjective",
+    "RelaxMode",
+    "Sense",
+    "add_mccormick",
+    "fold_min_max",
+]
 
 
 @dataclass(frozen=True)
@@ -162,3 +170,26 @@ def add_mccormick(f: Formulation, z: int, a: int, b: int) -> None:
     f.add_row(idx, [1.0, -ua, -ub_], lo=-ua * ub_)
     f.add_row(idx, [1.0, -ua, -lb_], hi=-ua * lb_)
     f.add_row(idx, [1.0, -la, -ub_], hi=-la * ub_)
+
+
+def fold_min_max(
+    which: list[int], bounds: list[float | None], lo: np.ndarray, hi: np.ndarray
+) -> list[int]:
+    """Fold proven bounds of min/max objective pairs into the box ``[lo, hi]``, in place.
+
+    Objective ``2 j`` minimises coordinate ``j`` and ``2 j + 1`` maximises it; ``which`` are the
+    objectives solved and ``bounds`` their proven (padded) bounds. A min bound raises ``lo[j]``, a
+    max bound lowers ``hi[j]``. Returns the objectives whose bound is missing (``None`` or NaN):
+    their coordinate keeps its earlier bound.
+    """
+    missing = []
+    for k, b in zip(which, bounds, strict=True):
+        if b is None or np.isnan(b):
+            missing.append(k)
+            continue
+        j = k // 2
+        if k % 2 == 0:
+            lo[j] = max(lo[j], b)
+        else:
+            hi[j] = min(hi[j], b)
+    return missing

@@ -29,7 +29,7 @@ import numpy as np
 
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval
-from mibpcert.domains.program import Formulation, LinearObjective
+from mibpcert.domains.program import Formulation, LinearObjective, fold_min_max
 from mibpcert.encode.network import Layers, forward_exprs, parameter_exprs
 from mibpcert.encode.poison import PoisonVars, poison_vars
 from mibpcert.errors import UnsupportedError
@@ -67,9 +67,15 @@ class StepEncoding:
         )
 
     def objectives(self) -> list[LinearObjective]:
-        """All 2m objectives: min and max of every updated parameter."""
+        """All 2m objectives: min and max of every updated parameter (objective ``2 j`` is the
+        min of parameter j, ``2 j + 1`` its max)."""
         m = len(self.theta_vars)
         return [self.objective(j, s) for j in range(m) for s in ("min", "max")]
+
+    #: fold the certified bounds of solved objectives into the next box (see
+    #: :func:`~mibpcert.domains.program.fold_min_max`: objective ``2 j`` / ``2 j + 1`` is the min
+    #: / max of parameter j)
+    decode = staticmethod(fold_min_max)
 
 
 def check_supported(problem: Problem) -> list[str]:

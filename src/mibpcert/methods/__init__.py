@@ -5,7 +5,7 @@ from __future__ import annotations
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.errors import ConfigError
 from mibpcert.methods.agt import AGTMethod
-from mibpcert.methods.base import Method, StepCallback
+from mibpcert.methods.base import Method, MethodResult, StepCallback, TestMIP
 from mibpcert.methods.exact import ExactMethod
 from mibpcert.methods.interval import IntervalMethod
 from mibpcert.methods.mibp import MIBPMethod
@@ -25,4 +25,12 @@ def get_method(name: str, **options) -> Method:
     raise ConfigError(f"unknown method {name!r}; available: {', '.join(METHODS)}.")
 
 
-__all__ = ["METHODS", "Method", "ParameterBounds", "StepCallback", "get_method"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodResult",
+    "ParameterBounds",
+    "StepCallback",
+    "TestMIP",
+    "get_method",
+]

@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from mibpcert.bounds import network, ops
+from mibpcert.bounds import network
 from mibpcert.bounds.parameters import ParameterBounds
-from mibpcert.domains.interval import Interval
+from mibpcert.domains.interval import Interval, divide, sum_axis
 from mibpcert.methods.base import (
+    BoxMethod,
     StepCallback,
     box_loop,
     box_relaxation_notes,
 )
+from mibpcert.ops import sgd
 from mibpcert.problem import Problem
 from mibpcert.threat.labels import LabelSet
 
@@ -60,9 +62,9 @@ def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
     """Bound on ``sum_i grad_i`` (axis 0) when at most ``k`` samples use ``poisoned`` bounds."""
     n = clean.shape[0]
     if k == 0:
-        return ops.sum_axis(clean, axis=0)
+        return sum_axis(clean, axis=0)
     if k >= n:
-        return ops.sum_axis(poisoned, axis=0)
+        return sum_axis(poisoned, axis=0)
     with np.errstate(invalid="ignore"):
         d_up = np.maximum(np.nextafter(poisoned.hi - clean.hi, np.inf), 0.0)
         d_dn = np.minimum(np.nextafter(poisoned.lo - clean.lo, -np.inf), 0.0)
@@ -71,7 +73,7 @@ def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
     top = -np.partition(-d_up, k - 1, axis=0)[:k]  # k largest upward differences per coordinate
     bottom = np.partition(d_dn, k - 1, axis=0)[:k]  # k most negative downward differences
     terms = Interval(np.concatenate([clean.lo, bottom]), np.concatenate([clean.hi, top]))
-    return ops.sum_axis(terms, axis=0)
+    return sum_axis(terms, axis=0)
 
 
 def agt_step(
@@ -85,14 +87,17 @@ def agt_step(
     """One AGT training step on batch ``idx`` from the parameter box ``theta``."""
     k = poisoned_budget(problem, idx)
     total = AGTMethod._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
-    grad = ops.divide(total, float(len(idx)))
-    return ops.sgd_update(theta, grad, problem.recipe.lr_at(step))
+    grad = divide(total, float(len(idx)))
+    return sgd.interval(theta, grad, problem.recipe.lr_at(step))
 
 
-class AGTMethod:
+class AGTMethod(BoxMethod):
     """Abstract gradient training (Sosnin et al., TMLR 2025) over the interval domain."""
 
     name = "agt"
+
+    def provenance(self) -> str:
+        return "interval arithmetic with outward rounding, top-k poisoning budget"
 
     def check(self, problem: Problem) -> list[str]:
         notes = box_relaxation_notes(problem, budgets=True)
@@ -145,11 +150,11 @@ class AGTMethod:
                 clip,
             )
             if k == 0:
-                return ops.sum_axis(clean, axis=0)
+                return sum_axis(clean, axis=0)
         poisoned = network.sample_gradients(
             arch, theta, X_poison[idx], labels_poison[idx], loss, clip
         )
-        full = ops.sum_axis(poisoned, axis=0)
+        full = sum_axis(poisoned, axis=0)
         if k >= len(idx):
             return full
         return topk_sum_bound(clean, poisoned, k).intersect(full)

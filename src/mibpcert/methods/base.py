@@ -1,19 +1,84 @@
-"""What every method returns: the parameter box after every training step."""
+"""The one shape of every method: what it checks, what it returns, and the shared box loop.
+
+Every method has ``check(problem)`` (raise for what it cannot bound, return notes on what it
+relaxes), ``run(problem)`` returning a :class:`MethodResult` (parameter boxes, per-point verdicts
+and attacks if the method makes any, solver statistics, provenance), ``bound(problem)`` (the
+boxes alone) and ``test_mip()`` (how open test points of its final box are re-checked, if at
+all). The pipeline treats every method alike.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.domains.interval import Interval
 from mibpcert.problem import Problem
+from mibpcert.vocab import RelaxMode
 
 StepCallback = Callable[[int, int], None]
 """Called as ``on_step(done, total)`` after every finished training step."""
+
+DEFAULT_TIME_LIMIT = 10.0
+"""The default of a method's main time budget: seconds per solve (``mibp``, and each test-time
+margin solve) or per program (``exact``). The other budgets derive from it (see the methods)."""
+
+
+@dataclass(frozen=True)
+class TestMIP:
+    """How the open test points of a method's final box are re-checked by a margin MIP each."""
+
+    __test__ = False  # not a pytest test class
+
+    solver: str
+    relax: RelaxMode
+    time_limit: float | None  # seconds per margin solve
+    workers: int | None = None
+    executor: str = "process"
+    ray_address: str | None = None
+
+
+@dataclass
+class MethodResult:
+    """What every method returns.
+
+    Attributes:
+        bounds: sound parameter boxes of every step (with the method's notes and step info).
+        provenance: how the bounds were proven (the report's ``soundness.bounds``).
+        point_verdicts: per test point, verdicts the method proved itself (``exact`` margins),
+            merged into the test-time certificate.
+        attacks: attacks found, by name (replayed with the ordinary trainer).
+        metrics: the method's own metrics, merged into the report's metrics.
+        section: the method's own report section (reported under the method's name).
+        summary: extra rows of the readable summary.
+        statuses: count of every solver status of the run's solves.
+        worst_case_mse_bound: a sound bound on the worst-case test MSE proven by the method
+            (kept where it beats interval propagation from the final box).
+    """
+
+    bounds: ParameterBounds
+    provenance: str
+    point_verdicts: dict[int, dict] = field(default_factory=dict)
+    attacks: dict[str, Any] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    section: dict | None = None
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    worst_case_mse_bound: float | None = None
+
+
+def step_statuses(step_info: list[dict]) -> dict[str, int]:
+    """Solver statuses summed over the steps' info rows."""
+    total: Counter = Counter()
+    for row in step_info:
+        total.update(row.get("statuses", {}) or {})
+    return dict(total)
 
 
 def box_relaxation_notes(problem: Problem, budgets: bool) -> list[str]:
@@ -79,6 +144,25 @@ def box_loop(
     return ParameterBounds(name, lower, upper, notes, seconds, info)
 
 
+def reference_step(problem: Problem) -> Callable[[Interval, int, np.ndarray], Interval]:
+    """``step(box, step, batch)``: the interval step from ``box``, intersected with the ``agt``
+    step when the threat model counts poisoned points (k-of-n or label budgets). Both are sound,
+    so their intersection is; ``mibp`` and ``exact`` are never looser than it."""
+    from mibpcert.methods.agt import agt_step
+    from mibpcert.methods.interval import interval_step
+
+    X_box, labels = problem.input_box(), problem.label_set()
+    budgets = problem.threat.counts_points(problem.data.n_train)
+
+    def step(box: Interval, t: int, idx: np.ndarray) -> Interval:
+        itv = interval_step(problem, box, idx, problem.recipe.lr_at(t), X_box, labels)
+        if budgets:
+            itv = itv.intersect(agt_step(problem, box, t, idx, X_box, labels))
+        return itv
+
+    return step
+
+
 class Method(Protocol):
     """A training-loop algorithm that bounds the parameters under the problem's threat model."""
 
@@ -89,6 +173,33 @@ class Method(Protocol):
         return notes on the relaxations it will apply."""
         ...
 
+    def run(self, problem: Problem, on_step: StepCallback | None = None) -> MethodResult:
+        """Everything the method proves and finds (see :class:`MethodResult`)."""
+        ...
+
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
         """Parameter boxes for every step."""
         ...
+
+    def test_mip(self) -> TestMIP | None:
+        """How open test points of the final box are re-checked by a MIP (``None``: not)."""
+        ...
+
+
+class BoxMethod:
+    """A method whose whole result is its parameter boxes (``interval``, ``agt``, ``mibp``)."""
+
+    name: str
+
+    def provenance(self) -> str:
+        raise NotImplementedError
+
+    def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
+        raise NotImplementedError
+
+    def run(self, problem: Problem, on_step: StepCallback | None = None) -> MethodResult:
+        bounds = self.bound(problem, on_step=on_step)
+        return MethodResult(bounds, self.provenance(), statuses=step_statuses(bounds.step_info))
+
+    def test_mip(self) -> TestMIP | None:
+        return None

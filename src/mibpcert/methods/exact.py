@@ -1,7 +1,8 @@
 """Method ``exact``: poisoning, all training steps and the test objective as one program.
 
-The program (:mod:`mibpcert.encode.unroll`) holds the attacker's choices, every unrolled
-training step and a test objective. The solver's **dual bound** (padded) is the certificate; its
+The program (:mod:`mibpcert.encode.unroll`, in the form :mod:`mibpcert.encode.forms` picks)
+holds the attacker's choices, every unrolled training step and a test objective
+(:mod:`mibpcert.encode.objectives`). The solver's **dual bound** (padded) is the certificate; its
 incumbent is an attack, which is projected onto the threat model (round-off) and **replayed**
 with the ordinary trainer -- the replayed value is the attack's value. At a time limit the answer
 is the interval [best attack, certified bound].
@@ -10,25 +11,30 @@ Objectives (:class:`~mibpcert.attacks.TestObjective`):
 
 * ``mse`` -- worst-case test MSE of a regression model (maximised);
 * ``margin`` -- per test point, the smallest margin of its true class (minimised; certified when
-  > 0); one program per point, fanned out over the executor;
+  > 0); one program per point, fanned out over the executor (:mod:`mibpcert.methods.exact_margins`);
 * ``misclassified`` -- the number of test points one shared attack misclassifies (maximised).
 
 Speed-ups: variable bounds per step from the interval (and AGT) step, then an LP pass per step
-(HiGHS, McCormick) -- :func:`lp_tightener`; exact reformulations (binary x continuous products,
-the linear clean part of a linear MSE model's gradient); a primal heuristic
-(:func:`~mibpcert.attacks.coordinate_search`) whose attack is handed to the solver as a start.
+(HiGHS, McCormick) -- :func:`~mibpcert.methods.tightening.lp_tightener`; exact reformulations
+(binary x continuous products, the linear clean part of a linear MSE model's gradient, the slot and
+moment forms); a primal heuristic (:func:`~mibpcert.attacks.coordinate_search`) whose attack is
+handed to the solver as a start.
 
-Soundness: every reported bound is the solver's dual bound padded by ``1e-6 + 1e-6 |b|`` and
-combined with the interval bound of the same question from the final parameter box (the better
-of two proofs), so ``exact`` is never looser than ``interval``; a solve that proves nothing keeps
-the interval bound and says so.
+Time budgets: ``time_limit`` is the budget of each program (and of each LP of the tightening);
+``tighten_time`` bounds the tightening over all steps (default: the program budget);
+``heuristic_time`` the attack heuristic per program (default: ``min(10, max(0.5, 0.1 x``
+the program budget``))``).
+
+Soundness: every reported bound is the solver's dual bound padded by the backend's tolerance
+(``tol + tol |b|``) and combined with the interval bound of the same question from the final
+parameter box (the better of two proofs), so ``exact`` is never looser than ``interval``; a solve
+that proves nothing keeps the interval bound and says so.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,121 +45,57 @@ from mibpcert.attacks import Attack, TestObjective, coordinate_search, project_a
 from mibpcert.attacks.replay import replay, threat_violations
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.certify.testtime import certify_regression, class_margin_lower_bounds
-from mibpcert.domains.builder import Builder
 from mibpcert.domains.interval import Interval
-from mibpcert.domains.program import Formulation, LinearObjective
 from mibpcert.encode import forms
-from mibpcert.encode.objectives import margin_objectives, misclassified_objective, mse_objective
+from mibpcert.encode.objectives import misclassified_objective, mse_objective
 from mibpcert.encode.unroll import TrainingProgram, encode_training
 from mibpcert.errors import ConfigError, UnsupportedError
-from mibpcert.methods.agt import agt_step
-from mibpcert.methods.base import StepCallback
-from mibpcert.methods.interval import interval_step
+from mibpcert.methods.base import (
+    DEFAULT_TIME_LIMIT,
+    MethodResult,
+    StepCallback,
+    TestMIP,
+    reference_step,
+)
+from mibpcert.methods.tightening import lp_tightener
 from mibpcert.problem import Problem
+from mibpcert.solvers.results import ProgressCallback, relative_gap
+from mibpcert.solvers.tasks import SolveTask, solve_task
+from mibpcert.vocab import Provenance
 
 OBJECTIVES = ("mse", "margin", "misclassified")
-#: encodings of the training steps: ``auto`` picks the smallest that applies
+#: encodings of the training steps: ``auto`` picks one where it applies and pays
 FORMS = forms.FORM_NAMES
-PAD_ABS = 1e-6
-PAD_REL = 1e-6
 
-ProgressFn = Callable[[float, "float | None", "float | None"], None]
-
-
-# ----------------------------------------------------------------------------- solver tasks
-
-
-@dataclass(frozen=True)
-class ExactTask:
-    """One program with its objectives, solved in one session (picklable, runs in a worker)."""
-
-    formulation: Formulation
-    objectives: list[LinearObjective]
-    backend: str
-    time_limit: float | None
-    start: dict | None = None
-
-
-def solve_exact_task(task: ExactTask, progress: ProgressFn | None = None) -> list:
-    """Solve every objective of ``task``, returning incumbents (``x``) and traces."""
-    from mibpcert.solvers import get_backend
-
-    with get_backend(task.backend).session(task.formulation, time_limit=task.time_limit) as s:
-        return [
-            s.solve(obj, return_x=True, start=task.start, progress=progress)
-            for obj in task.objectives
-        ]
-
-
-def lp_tightener(backend: str, time_limit: float | None, budget: float | None = None) -> Callable:
-    """A :data:`~mibpcert.encode.unroll.TightenFn`: min and max of every new parameter over
-    the McCormick LP relaxation of the program so far; padded dual bounds.
-
-    ``budget``: seconds for all steps together; once spent, later steps keep their interval/AGT
-    bounds (sound: tightening only ever narrows proven bounds) and report ``skipped``.
-    """
-    from mibpcert.solvers.tasks import SolveTask, solve_task
-
-    spent = [0.0]
-
-    def tighten(b: Builder, exprs: list) -> tuple[np.ndarray, np.ndarray, dict]:
-        m = len(exprs)
-        lo, hi = np.full(m, -np.inf), np.full(m, np.inf)
-        if budget is not None and spent[0] >= budget:
-            return lo, hi, {"skipped": True, "reason": f"tightening budget {budget:g} s spent"}
-        which = [j for j, e in enumerate(exprs) if e.is_var]
-        objectives = [
-            LinearObjective(np.array([exprs[j].idx[0]]), np.array([1.0]), 0.0, s, f"{s} {j}")
-            for j in which
-            for s in ("min", "max")
-        ]
-        t0 = time.perf_counter()
-        # one session in this process: the LPs are re-solved from a hot start, and the bounds
-        # do not depend on the executor
-        results = solve_task(SolveTask(b.f.relaxed("lp"), objectives, backend, time_limit))
-        statuses: Counter = Counter()
-        for k, r in enumerate(results):
-            statuses[r.status] += 1
-            bound = r.bound(PAD_ABS, PAD_REL)
-            if bound is None or math.isnan(bound):
-                continue
-            j = which[k // 2]
-            if r.sense == "min":
-                lo[j] = bound
-            else:
-                hi[j] = bound
-        spent[0] += time.perf_counter() - t0
-        before = np.array([e.hi - e.lo for e in exprs])
-        after = np.minimum(hi, [e.hi for e in exprs]) - np.maximum(lo, [e.lo for e in exprs])
-        info = {
-            "lp_solves": len(objectives),
-            "lp_seconds": time.perf_counter() - t0,
-            "statuses": dict(statuses),
-            "max_width_before": float(before.max()) if m else 0.0,
-            "max_width_after": float(np.maximum(after, 0.0).max()) if m else 0.0,
-        }
-        return lo, hi, info
-
-    return tighten
-
-
-# ----------------------------------------------------------------------------- results
+#: metrics of the method that go into the report's metrics (the section holds them all)
+REPORT_METRICS = (
+    "objective",
+    "status",
+    "primal",
+    "dual_bound",
+    "gap",
+    "replayed",
+    "heuristic",
+    "accuracy_lower_bound",
+    "attacked_accuracy",
+    "best_attack",
+    "test_points",
+    "exact_certified",
+    "exact_not_certified",
+    "exact_unknown",
+    "exact_solved",
+)
 
 
 @dataclass
-class ExactOutcome:
-    """What :meth:`ExactMethod.run` produced: parameter boxes, the report section, metrics."""
+class Answer:
+    """What one objective kind produced: the report section, metrics, verdicts, attacks."""
 
-    bounds: ParameterBounds
     section: dict
     metrics: dict
     point_verdicts: dict[int, dict] = field(default_factory=dict)
     attacks: dict[str, Attack] = field(default_factory=dict)
-
-
-def _final_value(r) -> tuple[float | None, float | None]:
-    """(primal, padded dual bound) of a solve result."""
-    return r.primal, r.bound(PAD_ABS, PAD_REL)
+    statuses: dict[str, int] = field(default_factory=dict)
 
 
 class ExactMethod:
@@ -166,7 +108,7 @@ class ExactMethod:
         solver: str = "scip",
         objective: str | None = None,
         test_points: list[int] | None = None,
-        time_limit: float | None = 60.0,
+        time_limit: float | None = DEFAULT_TIME_LIMIT,
         tighten: bool = True,
         tighten_time: float | None = None,
         heuristic: bool = True,
@@ -177,7 +119,7 @@ class ExactMethod:
         executor: str = "process",
         ray_address: str | None = None,
         out_dir: str | Path | None = None,
-        progress: ProgressFn | None = None,
+        progress: ProgressCallback | None = None,
         on_point: Callable[[int, int], None] | None = None,
         seed: int = 0,
     ) -> None:
@@ -196,9 +138,10 @@ class ExactMethod:
         self.solver = solver
         self.objective = objective
         self.test_points = None if test_points is None else [int(i) for i in test_points]
-        self.time_limit = time_limit
+        #: seconds per program (each objective's solve; each LP of the tightening)
+        self.program_time = time_limit
         self.tighten = tighten
-        #: seconds for LP tightening over all steps (default: the time limit)
+        #: seconds for LP tightening over all steps (default: the program budget)
         self.tighten_time = time_limit if tighten_time is None else tighten_time
         self.heuristic = heuristic
         self.heuristic_time = heuristic_time
@@ -215,6 +158,23 @@ class ExactMethod:
         self.seed = seed
 
     # ------------------------------------------------------------------ set-up
+    def provenance(self) -> str:
+        tol = self._tolerance()
+        return (
+            "one program over poisoning, all training steps and the test objective: solver dual "
+            f"bound padded by {tol:g} + {tol:g}|b|, combined with the interval bound of the same "
+            f"question; parameter boxes from interval/agt steps tightened by padded LP dual bounds"
+        )
+
+    def _tolerance(self) -> float:
+        from mibpcert.solvers import get_backend
+
+        return get_backend(self.solver).feasibility_tolerance
+
+    def test_mip(self) -> TestMIP | None:
+        """None: the margin objective decides test points with its own programs."""
+        return None
+
     def objective_for(self, problem: Problem) -> str:
         task = problem.data.task
         kind = self.objective or ("mse" if task == "regression" else "margin")
@@ -255,9 +215,10 @@ class ExactMethod:
                 f"solver {self.solver!r} cannot solve bilinear programs; use --solver scip "
                 "(or gurobi)."
             )
+        tol = self._tolerance()
         notes.append(
-            f"exact bounds are {self.solver} dual bounds padded by {PAD_ABS:g} + "
-            f"{PAD_REL:g}*|bound|, combined with the interval bound of the same question."
+            f"exact bounds are {self.solver} dual bounds padded by {tol:g} + "
+            f"{tol:g}*|bound|, combined with the interval bound of the same question."
         )
         return notes
 
@@ -267,25 +228,18 @@ class ExactMethod:
         return make_executor(self.workers, self.executor, self.ray_address)
 
     def _program(self, problem: Problem, on_step: StepCallback | None):
-        X_box, labels = problem.input_box(), problem.label_set()
-        t = problem.threat
-        budgets = (t.k is not None and t.perturbs_features) or 0 < t.label_k < problem.data.n_train
+        from mibpcert.solvers import backend_for
 
-        def box_step(box: Interval, step: int, idx: np.ndarray) -> Interval:
-            lr = problem.recipe.lr_at(step)
-            itv = interval_step(problem, box, idx, lr, X_box, labels)
-            if budgets:
-                itv = itv.intersect(agt_step(problem, box, step, idx, X_box, labels))
-            return itv
-
-        lp = self.lp_solver
-        from mibpcert.solvers import get_backend
-
-        if not get_backend(lp).available():
-            lp = self.solver
-        tighten = lp_tightener(lp, self.time_limit, self.tighten_time) if self.tighten else None
+        tighten = None
+        if self.tighten:
+            lp = backend_for("lp", (self.lp_solver, self.solver))
+            tighten = lp_tightener(lp, self.program_time, self.tighten_time)
         return encode_training(
-            problem, box_step=box_step, tighten=tighten, on_step=on_step, form=self.form
+            problem,
+            box_step=reference_step(problem),
+            tighten=tighten,
+            on_step=on_step,
+            form=self.form,
         )
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
@@ -299,8 +253,10 @@ class ExactMethod:
         )
 
     # ------------------------------------------------------------------ main entry
-    def run(self, problem: Problem, on_step: StepCallback | None = None) -> ExactOutcome:
+    def run(self, problem: Problem, on_step: StepCallback | None = None) -> MethodResult:
         """Build the program, find attacks, solve, replay; see the module docstring."""
+        from mibpcert.methods.exact_margins import run_margins
+
         notes = self.check(problem)
         kind = self.objective_for(problem)
         t0 = time.perf_counter()
@@ -309,29 +265,40 @@ class ExactMethod:
         bounds = self._bounds(prog, notes)
         if kind == "margin":
             with self._executor() as executor:
-                outcome = self._run_margins(problem, prog, bounds, executor)
+                answer = run_margins(self, problem, prog, executor)
         else:
-            outcome = self._run_single(problem, prog, bounds, kind)
-        outcome.section["program_seconds"] = build_seconds
-        outcome.section["program"] = {**prog.builder.f.stats(), "form": prog.form}
-        outcome.section["tightening"] = self.tighten
-        outcome.section["tightened_steps"] = sum(
+            answer = self._run_single(problem, prog, kind)
+        section = answer.section
+        section["program_seconds"] = build_seconds
+        section["program"] = {**prog.builder.f.stats(), "form": prog.form}
+        section["tightening"] = self.tighten
+        section["tightened_steps"] = sum(
             1 for row in prog.step_info if "tighten" in row and not row["tighten"].get("skipped")
         )
-        outcome.section["heuristic_enabled"] = self.heuristic
+        section["heuristic_enabled"] = self.heuristic
         if self.out_dir is not None:
             files = {}
-            for name, attack in outcome.attacks.items():
+            for name, attack in answer.attacks.items():
                 paths = attack.save(problem, self.out_dir / name)
                 files[name] = {k: str(v) for k, v in paths.items()}
-            outcome.section["attack_files"] = files
-        return outcome
+            section["attack_files"] = files
+        return MethodResult(
+            bounds=bounds,
+            provenance=self.provenance(),
+            point_verdicts=answer.point_verdicts,
+            attacks=answer.attacks,
+            metrics={k: section[k] for k in REPORT_METRICS if k in section},
+            section=section,
+            summary=summary_rows(section),
+            statuses=answer.statuses,
+            worst_case_mse_bound=answer.metrics["dual_bound"] if kind == "mse" else None,
+        )
 
     # ------------------------------------------------------------------ helpers
     def _heuristic_budget(self) -> float:
         if self.heuristic_time is not None:
             return float(self.heuristic_time)
-        tl = 60.0 if self.time_limit is None else float(self.time_limit)
+        tl = 60.0 if self.program_time is None else float(self.program_time)
         return float(min(10.0, max(0.5, 0.1 * tl)))
 
     def _solver_attack(
@@ -361,9 +328,7 @@ class ExactMethod:
         true_lb = lb[np.arange(len(data.y_test)), np.asarray(data.y_test, dtype=np.int64)]
         return float(np.sum(true_lb <= 0.0))
 
-    def _run_single(
-        self, problem: Problem, prog: TrainingProgram, bounds: ParameterBounds, kind: str
-    ) -> ExactOutcome:
+    def _run_single(self, problem: Problem, prog: TrainingProgram, kind: str) -> Answer:
         objective = TestObjective(kind)
         data = problem.data
         clean_value = objective.value(problem, problem.train_nominal().final)
@@ -383,24 +348,24 @@ class ExactMethod:
             if kind == "mse"
             else misclassified_objective(b, problem, layers)
         )
-        task = ExactTask(b.f, [obj], self.solver, self.time_limit, start)
+        task = SolveTask(b.f, [obj], self.solver, self.program_time, return_x=True, start=start)
         t0 = time.perf_counter()
-        (res,) = solve_exact_task(task, self.progress)
+        (res,) = solve_task(task, self.progress)
         solve_seconds = time.perf_counter() - t0
-        primal, dual = _final_value(res)
+        primal, dual = res.primal, res.certified()
         solver_attack = self._solver_attack(problem, prog, res.x, objective)
         if solver_attack is not None:
             attacks["solver"] = solver_attack
         interval_bound = self._interval_bound(problem, prog, kind)
         if dual is None:
             certified = interval_bound
-            proof = "interval (the solve proved nothing)"
+            proof = Provenance.INTERVAL
         elif kind == "misclassified":
             certified = float(min(math.floor(dual), interval_bound))
-            proof = "solver" if math.floor(dual) <= interval_bound else "interval"
+            proof = Provenance.EXACT if math.floor(dual) <= interval_bound else Provenance.INTERVAL
         else:
             certified = float(min(dual, interval_bound))
-            proof = "solver" if dual <= interval_bound else "interval"
+            proof = Provenance.EXACT if dual <= interval_bound else Provenance.INTERVAL
         best = max(attacks.values(), key=lambda a: a.value)
         attacks["best"] = best
         replayed = solver_attack.value if solver_attack is not None else None
@@ -416,7 +381,7 @@ class ExactMethod:
             "dual_bound": certified,
             "solver_dual_bound": dual,
             "interval_bound": interval_bound,
-            "gap": _gap(best.value, certified),
+            "gap": relative_gap(best.value, certified),
             "replayed": replayed,
             "heuristic": attacks["heuristic"].value if "heuristic" in attacks else None,
             "best_attack": best.value,
@@ -435,6 +400,7 @@ class ExactMethod:
             "message": res.message,
             "start_used": res.start_used,
             "replay_agrees": agree,
+            "solve_proved_nothing": dual is None,
             "trace": [{"t": t, "primal": p, "dual": d} for t, p, d in res.trace],
             "attacks": {k: a.summary(problem) for k, a in attacks.items()},
         }
@@ -443,139 +409,38 @@ class ExactMethod:
                 "the solver's value and the replayed value differ: the incumbent sits at a "
                 "ReLU/hinge kink or within solver tolerances; the replayed value is the attack's."
             )
-        return ExactOutcome(bounds, section, metrics, attacks=attacks)
-
-    def _run_margins(
-        self, problem: Problem, prog: TrainingProgram, bounds: ParameterBounds, executor
-    ) -> ExactOutcome:
-        data = problem.data
-        explicit = self.test_points is not None
-        points = self.test_points if explicit else list(range(len(data.X_test)))
-        box = Interval(prog.lower[-1], prog.upper[-1])
-        lb_all = class_margin_lower_bounds(
-            problem.arch, box, Interval.point(data.X_test[points]), int(data.n_classes)
-        )
-        nominal = problem.train_nominal().final
-        verdicts: dict[int, dict] = {}
-        attacks: dict[str, Attack] = {}
-        starts: dict[int, dict | None] = {}
-        todo: list[int] = []
-        for row, p in enumerate(points):
-            objective = TestObjective("margin", p)
-            c = int(data.y_test[p])
-            v = {
-                "point": p,
-                "label": c,
-                "interval_bound": float(lb_all[row, c]),
-                "clean_value": objective.value(problem, nominal),
-            }
-            verdicts[p] = v
-            if v["interval_bound"] > 0 and not explicit:
-                v.update(
-                    verdict="certified", certified_by="interval", dual_bound=v["interval_bound"]
-                )
-                continue
-            best = Attack(data.X_train, data.y_train, v["clean_value"], "clean")
-            start = None
-            if self.heuristic:
-                h = coordinate_search(problem, objective, self._heuristic_budget(), self.seed)
-                v["heuristic"] = h.value
-                start = prog.poison.assignment(data.X_train, data.y_train, h.X, h.y)
-                if h.value < best.value:
-                    best = h
-            v["best_attack"] = best.value
-            if best.value <= 0.0:
-                attacks[f"attack_point{p}"] = best
-            if best.value <= 0.0 and not explicit:
-                v.update(verdict="not certified", certified_by=None)
-                continue
-            starts[p] = start
-            todo.append(p)
-        tasks = []
-        for p in todo:
-            b = prog.builder.fork()
-            objs = margin_objectives(b, problem, prog.layers(problem), p)
-            tasks.append(ExactTask(b.f, objs, self.solver, self.time_limit, starts[p]))
-        from mibpcert.parallel import TaskFailure
-        from mibpcert.solvers.tasks import failed_results
-
-        done = 0
-        if self.on_point is not None:
-            self.on_point(0, len(tasks))
-
-        def on_result(_i: int, _res) -> None:
-            nonlocal done
-            done += 1
-            if self.on_point is not None:
-                self.on_point(done, len(tasks))
-
-        results = executor.map(solve_exact_task, tasks, on_result=on_result)
-        statuses: Counter = Counter()
-        for p, task, res in zip(todo, tasks, results, strict=True):
-            if isinstance(res, TaskFailure):
-                res = failed_results(task.objectives, res.message)
-            v = verdicts[p]
-            objective = TestObjective("margin", p)
-            duals = [_final_value(r)[1] for r in res]
-            primals = [r.primal for r in res if r.primal is not None]
-            for r in res:
-                statuses[r.status] += 1
-            dual = None if any(d is None for d in duals) else float(min(duals))
-            worst = min(
-                range(len(res)), key=lambda k: np.inf if res[k].primal is None else res[k].primal
-            )
-            sa = self._solver_attack(problem, prog, res[worst].x, objective)
-            certified = v["interval_bound"] if dual is None else max(dual, v["interval_bound"])
-            v.update(
-                status=",".join(sorted({r.status for r in res})),
-                primal=min(primals) if primals else None,
-                solver_dual_bound=dual,
-                dual_bound=certified,
-                replayed=None if sa is None else sa.value,
-                seconds=float(sum(r.seconds for r in res)),
-                trace=[{"t": t, "primal": pr, "dual": d} for t, pr, d in res[worst].trace],
-            )
-            if sa is not None and sa.value < v.get("best_attack", np.inf):
-                v["best_attack"] = sa.value
-                if sa.value <= 0.0:
-                    attacks[f"attack_point{p}"] = sa
-            v["gap"] = _gap(v["best_attack"], certified)
-            if certified > 0.0:
-                v.update(
-                    verdict="certified",
-                    certified_by="solver"
-                    if dual is not None and dual >= v["interval_bound"]
-                    else "interval",
-                )
-            elif v["best_attack"] <= 0.0:
-                v.update(verdict="not certified", certified_by=None)
-            else:
-                v.update(verdict="unknown", certified_by=None)
-        counts = Counter(v["verdict"] for v in verdicts.values())
-        metrics = {
-            "objective": "margin",
-            "test_points": points,
-            "primal": [verdicts[p].get("primal") for p in points],
-            "dual_bound": [verdicts[p].get("dual_bound") for p in points],
-            "gap": [verdicts[p].get("gap") for p in points],
-            "replayed": [verdicts[p].get("replayed") for p in points],
-            "heuristic": [verdicts[p].get("heuristic") for p in points],
-            "exact_certified": counts.get("certified", 0),
-            "exact_not_certified": counts.get("not certified", 0),
-            "exact_unknown": counts.get("unknown", 0),
-            "exact_solved": len(todo),
-        }
-        section = {
-            **metrics,
-            "statuses": dict(statuses),
-            "points": [verdicts[p] for p in points],
-        }
-        return ExactOutcome(bounds, section, metrics, verdicts, attacks)
+        return Answer(section, metrics, attacks=attacks, statuses={res.status: 1})
 
 
-def _gap(attack: float | None, bound: float | None) -> float | None:
-    """``|bound - attack| / max(|attack|, 1e-10)``; None when either is missing/infinite."""
-    if attack is None or bound is None or not (math.isfinite(attack) and math.isfinite(bound)):
-        return None
-    d = abs(bound - attack)
-    return 0.0 if d == 0 else d / max(abs(attack), 1e-10)
+def _fmt(v) -> str:
+    return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+
+def summary_rows(section: dict) -> list[tuple[str, str]]:
+    """Rows of the readable summary for the method's section."""
+    kind = section["objective"]
+    if kind == "margin":
+        return [
+            ("exact: test points solved", str(section["exact_solved"])),
+            (
+                "exact: certified / attacked / unknown",
+                f"{section['exact_certified']} / {section['exact_not_certified']} / "
+                f"{section['exact_unknown']}",
+            ),
+        ]
+    what = "worst-case test MSE" if kind == "mse" else "misclassified test points"
+    rows = [
+        (
+            f"exact: {what}",
+            f"attack {_fmt(section['best_attack'])} <= ... <= {_fmt(section['dual_bound'])}",
+        ),
+        ("exact: status / gap", f"{section['status']} / {_fmt(section['gap'])}"),
+        (
+            "exact: heuristic / solver / replayed",
+            f"{_fmt(section['heuristic'])} / {_fmt(section['primal'])} / "
+            f"{_fmt(section['replayed'])}",
+        ),
+    ]
+    if section.get("replay_note"):
+        rows.append(("exact: note", section["replay_note"]))
+    return rows

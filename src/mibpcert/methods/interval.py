@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from mibpcert.bounds import network, ops
+from mibpcert.bounds import network
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.domains.interval import Interval
 from mibpcert.methods.base import (
+    BoxMethod,
     StepCallback,
     box_loop,
     box_relaxation_notes,
 )
+from mibpcert.ops import sgd
 from mibpcert.problem import Problem
 from mibpcert.threat.labels import LabelSet
 
@@ -35,13 +37,16 @@ def interval_step(
     labels = problem.label_set() if labels is None else labels
     recipe = problem.recipe
     g = network.batch_gradient(problem.arch, theta, X[idx], labels[idx], recipe.loss, recipe.clip)
-    return ops.sgd_update(theta, g, lr)
+    return sgd.interval(theta, g, lr)
 
 
-class IntervalMethod:
+class IntervalMethod(BoxMethod):
     """FullCert-style interval bound propagation through training."""
 
     name = "interval"
+
+    def provenance(self) -> str:
+        return "interval arithmetic with outward rounding"
 
     def check(self, problem: Problem) -> list[str]:
         return box_relaxation_notes(problem, budgets=False)

@@ -4,8 +4,9 @@ For step t with parameter box Theta_t, the program of :func:`mibpcert.encode.ste
 describes every (theta, D') with theta in Theta_t and D' in the threat set; minimising and
 maximising every updated parameter theta'_j gives the next box. Soundness:
 
-* each bound is the solver's **dual bound** (never its incumbent), moved outward by
-  ``pad_abs + pad_rel * |bound|``; a solve that ends without a finite dual bound (error,
+* each bound is the solver's **dual bound** (never its incumbent), moved outward by the
+  backend's tolerance, ``tol + tol * |bound|`` (:meth:`~mibpcert.solvers.SolveResult.certified`);
+  a solve that ends without a finite dual bound (error,
   numerical trouble) leaves its coordinate at the best earlier bound (the LP pass, else the
   interval/agt step), and is counted;
 * every new box is intersected with the interval step (and, under k-of-n or label budgets, the
@@ -14,7 +15,8 @@ maximising every updated parameter theta'_j gives the next box. Soundness:
   the ordinary trainer; a coordinate whose bound excludes such a point (a solver or tolerance
   failure) falls back to the interval bound and the run is warned.
 
-Relaxation modes: ``exact`` (bilinear MIP, SCIP or Gurobi), ``milp`` (McCormick envelopes,
+Relaxation modes (:class:`~mibpcert.vocab.RelaxMode`): ``bilinear`` (the MIP itself, SCIP or
+Gurobi; ``exact`` is its old name), ``milp`` (McCormick envelopes,
 binaries kept) and ``lp`` (McCormick, binaries relaxed; HiGHS). With ``lp_first`` an exact or
 milp run first solves the LP relaxation (cheap) and skips the exact/milp solve of every objective
 the LP settles: its bound already meets the value of the clean training step (a feasible point,
@@ -37,19 +39,22 @@ from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.domains.interval import Interval
 from mibpcert.encode.step import check_supported, encode_step
 from mibpcert.errors import ConfigError, MibpcertError
-from mibpcert.methods.agt import agt_step
-from mibpcert.methods.base import StepCallback
-from mibpcert.methods.interval import interval_step
-from mibpcert.model.losses import encode_targets
+from mibpcert.methods.base import (
+    DEFAULT_TIME_LIMIT,
+    BoxMethod,
+    StepCallback,
+    TestMIP,
+    reference_step,
+)
 from mibpcert.model.trainer import batch_gradient
+from mibpcert.ops import sgd
+from mibpcert.ops.loss import encode_targets
 from mibpcert.parallel import check_kind, make_executor
 from mibpcert.problem import Problem
 from mibpcert.solvers.tasks import solve_many
-from mibpcert.vocab import RelaxMode
+from mibpcert.vocab import RelaxMode, Status
 
 CHECKPOINT_FILE = "mibp_checkpoint.npz"
-PAD_ABS = 1e-6
-PAD_REL = 1e-6
 
 
 def _meets(result, value: float) -> bool:
@@ -67,10 +72,12 @@ def _settled(lp, value: float, formulation, relax: str) -> bool:
     ``relax`` program (binaries integral; products exact for ``exact``), hence optimal there."""
     if _meets(lp, value):
         return True
-    return lp.status == "optimal" and lp.x is not None and formulation.satisfied_by(lp.x, relax)
+    return (
+        lp.status == Status.OPTIMAL and lp.x is not None and formulation.satisfied_by(lp.x, relax)
+    )
 
 
-class MIBPMethod:
+class MIBPMethod(BoxMethod):
     """Per-step mixed-integer bilinear bounds with a box between steps."""
 
     name = "mibp"
@@ -79,28 +86,35 @@ class MIBPMethod:
         self,
         solver: str = "scip",
         relax: str = "bilinear",
-        time_limit: float | None = 10.0,
+        time_limit: float | None = DEFAULT_TIME_LIMIT,
         workers: int | None = None,
         lp_first: bool = True,
-        checkpoint_dir: str | Path | None = None,
+        out_dir: str | Path | None = None,
         resume: bool = False,
         self_check_samples: int = 16,
         on_solves: Callable[[int, int], None] | None = None,
         executor: str = "process",
         ray_address: str | None = None,
+        test_mip_time: float | None = None,
     ) -> None:
         check_kind(executor)
         relax = RelaxMode.parse(relax, "relaxation")
         if time_limit is not None and not time_limit > 0:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}.")
+        if test_mip_time is not None and not test_mip_time > 0:
+            raise ConfigError(f"test_mip_time must be > 0 seconds, got {test_mip_time}.")
         if workers is not None and workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}.")
         self.solver = solver
         self.relax = relax
-        self.time_limit = time_limit
+        #: seconds per solve of a step's objectives (LP pass and milp/bilinear solves)
+        self.solve_time = time_limit
+        #: seconds per test-time margin solve (default: the per-solve time)
+        self.test_mip_time = time_limit if test_mip_time is None else test_mip_time
         self.workers = workers
         self.lp_first = lp_first
-        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        #: where the checkpoint is kept (``None``: no checkpoint)
+        self.checkpoint_dir = None if out_dir is None else Path(out_dir)
         self.resume = resume
         self.self_check_samples = self_check_samples
         #: called as ``on_solves(done, total)`` as the solves of the current step finish
@@ -110,6 +124,28 @@ class MIBPMethod:
         self.ray_address = ray_address
 
     # ------------------------------------------------------------------ set-up
+    def provenance(self) -> str:
+        tol = self._tolerance()
+        return (
+            f"solver dual bounds padded by {tol:g} + {tol:g}|b|, intersected with interval/agt "
+            "steps; interval fallback where a solve proved nothing"
+        )
+
+    def _tolerance(self) -> float:
+        from mibpcert.solvers import get_backend
+
+        return get_backend(self.solver).feasibility_tolerance
+
+    def test_mip(self) -> TestMIP:
+        return TestMIP(
+            self.solver,
+            self.relax,
+            self.test_mip_time,
+            self.workers,
+            self.executor,
+            self.ray_address,
+        )
+
     def check(self, problem: Problem) -> list[str]:
         from mibpcert.solvers import get_backend
 
@@ -130,8 +166,9 @@ class MIBPMethod:
             notes.append(
                 "the global k-of-n budget is enforced within each batch only (sound, looser)."
             )
+        tol = self._tolerance()
         notes.append(
-            f"solver bounds are dual bounds padded by {PAD_ABS:g} + {PAD_REL:g}*|bound| "
+            f"solver bounds are dual bounds padded by {tol:g} + {tol:g}*|bound| "
             f"({self.solver}, relax={self.relax})."
         )
         return notes
@@ -169,11 +206,7 @@ class MIBPMethod:
             if on_step is not None and start:
                 on_step(start, T)
         nominal = problem.train_nominal().thetas
-        X_box, labels = problem.input_box(), problem.label_set()
-        t = problem.threat
-        has_budget = (t.k is not None and t.perturbs_features) or 0 < t.label_k < (
-            problem.data.n_train
-        )
+        reference = reference_step(problem)
         rng = np.random.default_rng(12345)
         warnings: list[str] = []
         with make_executor(self.workers, self.executor, self.ray_address) as executor:
@@ -181,9 +214,7 @@ class MIBPMethod:
                 t0 = time.perf_counter()
                 box = Interval(lower[step], upper[step])
                 idx, lr = batches[step], problem.recipe.lr_at(step)
-                itv = interval_step(problem, box, idx, lr, X_box, labels)
-                if has_budget:
-                    itv = itv.intersect(agt_step(problem, box, step, idx, X_box, labels))
+                itv = reference(box, step, idx)
                 lo, hi, stats = self._solve_step(
                     problem, step, idx, box, itv, nominal[step + 1], executor
                 )
@@ -210,7 +241,7 @@ class MIBPMethod:
         return ParameterBounds(self.name, lower, upper, notes, seconds, info, warnings)
 
     def _solve_step(self, problem, step, idx, box, itv, nominal_next, executor):
-        from mibpcert.solvers import get_backend
+        from mibpcert.solvers import backend_for
 
         enc = encode_step(problem, step, box, idx)
         objectives = enc.objectives()
@@ -222,26 +253,13 @@ class MIBPMethod:
         pending = list(range(len(objectives)))
         stats: dict = {"model": enc.formulation.stats()}
 
-        def apply(which: list[int], results: list) -> list[int]:
+        def apply(which: list[int], results: list) -> None:
             nonlocal fallbacks, task_failures
-            unresolved = []
-            for k, r in zip(which, results, strict=True):
+            for r in results:
                 statuses[r.status] += 1
-                if (r.message or "").startswith("task failed:"):
-                    task_failures += 1
-                j, sense = k // 2, objectives[k].sense
-                b = r.bound(PAD_ABS, PAD_REL)
-                if b is None or np.isnan(b):
-                    fallbacks += 1
-                    unresolved.append(k)
-                    continue
-                if sense == "min":
-                    lo[j] = max(lo[j], b)
-                else:
-                    hi[j] = min(hi[j], b)
-                if r.status != "optimal":
-                    unresolved.append(k)
-            return unresolved
+                task_failures += int(r.lost)
+            missing = enc.decode(which, [r.certified() for r in results], lo, hi)
+            fallbacks += len(missing)
 
         relax = self.relax
         first = relax is not RelaxMode.LP and self.lp_first
@@ -249,12 +267,12 @@ class MIBPMethod:
         if self.on_solves is not None:
             self.on_solves(0, total)
         if first:
-            lp_backend = "highs" if get_backend("highs").available() else self.solver
+            lp_form = enc.formulation.relaxed(RelaxMode.LP)
             lp_res = solve_many(
-                enc.formulation.relaxed("lp"),
+                lp_form,
                 objectives,
-                lp_backend,
-                self.time_limit,
+                backend_for(lp_form.needs, ("highs", self.solver)),
+                self.solve_time,
                 executor,
                 return_x=True,
             )
@@ -271,7 +289,7 @@ class MIBPMethod:
         form = enc.formulation.relaxed(relax)
         if pending:
             res = solve_many(
-                form, [objectives[k] for k in pending], self.solver, self.time_limit, executor
+                form, [objectives[k] for k in pending], self.solver, self.solve_time, executor
             )
             apply(pending, res)
         stats[f"{relax}_solves"] = len(pending)
@@ -307,7 +325,7 @@ class MIBPMethod:
             g, _ = batch_gradient(
                 problem.arch, theta, X[idx], t[idx], problem.recipe.loss, problem.recipe.clip
             )
-            nxt = theta - lr * g
+            nxt = sgd.update(theta, g, lr)
             bad |= (nxt < lo) | (nxt > hi)
         if bad.any():
             lo, hi = lo.copy(), hi.copy()

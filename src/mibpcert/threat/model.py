@@ -290,6 +290,11 @@ class ThreatModel:
     def perturbs_labels(self) -> bool:
         return self.label_k > 0
 
+    def counts_points(self, n: int) -> bool:
+        """Whether the attacker's budget counts points (a k-of-n feature budget, or label
+        changes on fewer than all ``n`` points), so a top-k bound (``agt``) can beat intervals."""
+        return (self.k is not None and self.perturbs_features) or 0 < self.label_k < n
+
     @property
     def is_trivial(self) -> bool:
         """True when the attacker can change nothing in the training data."""
