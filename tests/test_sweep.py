@@ -10,6 +10,7 @@ import pytest
 
 import mibpcert.pipeline as pipeline
 import mibpcert.sweep as sweep_mod
+import mibpcert.sweep.execute as sweep_exec
 from mibpcert import Config, run
 from mibpcert.cli import main
 from mibpcert.errors import ConfigError
@@ -208,7 +209,7 @@ def test_progress_counts_cells_steps_and_solves(tmp_path, monkeypatch):
             seen.append((self.cells_done, self.solves_total))
             super().close()
 
-    monkeypatch.setattr(sweep_mod, "_Progress", Recorder)
+    monkeypatch.setattr(sweep_exec, "_Progress", Recorder)
     spec = {
         "data": {"n_train": 8, "n_test": 10},
         "model": {"arch": "2-3-1"},

@@ -28,7 +28,7 @@ import numpy as np
 
 from mibpcert.data.datasets import Dataset
 from mibpcert.domains.builder import Builder, Expr
-from mibpcert.ops.loss import PointLabel
+from mibpcert.ops.targets import PointLabel
 from mibpcert.problem import Problem
 from mibpcert.threat.model import CHANGE_TOL
 

@@ -35,7 +35,7 @@ from mibpcert.encode.poison import PoisonVars, poison_vars
 from mibpcert.errors import UnsupportedError
 from mibpcert.ops import affine, relu, sgd
 from mibpcert.ops import loss as loss_ops
-from mibpcert.ops.loss import PointLabel
+from mibpcert.ops.targets import PointLabel
 from mibpcert.problem import Problem
 
 

@@ -29,6 +29,8 @@ With per-sample gradient clipping (``TrainingRecipe.clip``), every g_i and h_i i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mibpcert.bounds import network
@@ -40,6 +42,7 @@ from mibpcert.methods.base import (
     box_loop,
     box_relaxation_notes,
 )
+from mibpcert.methods.interval import interval_step
 from mibpcert.ops import sgd
 from mibpcert.problem import Problem
 from mibpcert.threat.labels import LabelSet
@@ -158,3 +161,19 @@ class AGTMethod(BoxMethod):
         if k >= len(idx):
             return full
         return topk_sum_bound(clean, poisoned, k).intersect(full)
+
+
+def reference_step(problem: Problem) -> Callable[[Interval, int, np.ndarray], Interval]:
+    """``step(box, step, batch)``: the interval step from ``box``, intersected with the ``agt``
+    step when the threat model counts poisoned points (k-of-n or label budgets). Both are sound,
+    so their intersection is; ``mibp`` and ``exact`` are never looser than it."""
+    X_box, labels = problem.input_box(), problem.label_set()
+    budgets = problem.threat.counts_points(problem.data.n_train)
+
+    def step(box: Interval, t: int, idx: np.ndarray) -> Interval:
+        itv = interval_step(problem, box, idx, problem.recipe.lr_at(t), X_box, labels)
+        if budgets:
+            itv = itv.intersect(agt_step(problem, box, t, idx, X_box, labels))
+        return itv
+
+    return step

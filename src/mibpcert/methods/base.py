@@ -144,25 +144,6 @@ def box_loop(
     return ParameterBounds(name, lower, upper, notes, seconds, info)
 
 
-def reference_step(problem: Problem) -> Callable[[Interval, int, np.ndarray], Interval]:
-    """``step(box, step, batch)``: the interval step from ``box``, intersected with the ``agt``
-    step when the threat model counts poisoned points (k-of-n or label budgets). Both are sound,
-    so their intersection is; ``mibp`` and ``exact`` are never looser than it."""
-    from mibpcert.methods.agt import agt_step
-    from mibpcert.methods.interval import interval_step
-
-    X_box, labels = problem.input_box(), problem.label_set()
-    budgets = problem.threat.counts_points(problem.data.n_train)
-
-    def step(box: Interval, t: int, idx: np.ndarray) -> Interval:
-        itv = interval_step(problem, box, idx, problem.recipe.lr_at(t), X_box, labels)
-        if budgets:
-            itv = itv.intersect(agt_step(problem, box, t, idx, X_box, labels))
-        return itv
-
-    return step
-
-
 class Method(Protocol):
     """A training-loop algorithm that bounds the parameters under the problem's threat model."""
 

@@ -36,13 +36,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mibpcert.attacks import Attack, TestObjective, coordinate_search, project_attack
-from mibpcert.attacks.replay import replay, threat_violations
+from mibpcert.attacks import Attack, TestObjective, coordinate_search
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.certify.testtime import certify_regression, class_margin_lower_bounds
 from mibpcert.domains.interval import Interval
@@ -50,13 +48,14 @@ from mibpcert.encode import forms
 from mibpcert.encode.objectives import misclassified_objective, mse_objective
 from mibpcert.encode.unroll import TrainingProgram, encode_training
 from mibpcert.errors import ConfigError, UnsupportedError
+from mibpcert.methods.agt import reference_step
 from mibpcert.methods.base import (
     DEFAULT_TIME_LIMIT,
     MethodResult,
     StepCallback,
     TestMIP,
-    reference_step,
 )
+from mibpcert.methods.exact_margins import Answer, run_margins, solver_attack
 from mibpcert.methods.tightening import lp_tightener
 from mibpcert.problem import Problem
 from mibpcert.solvers.results import ProgressCallback, relative_gap
@@ -85,17 +84,6 @@ REPORT_METRICS = (
     "exact_unknown",
     "exact_solved",
 )
-
-
-@dataclass
-class Answer:
-    """What one objective kind produced: the report section, metrics, verdicts, attacks."""
-
-    section: dict
-    metrics: dict
-    point_verdicts: dict[int, dict] = field(default_factory=dict)
-    attacks: dict[str, Attack] = field(default_factory=dict)
-    statuses: dict[str, int] = field(default_factory=dict)
 
 
 class ExactMethod:
@@ -255,8 +243,6 @@ class ExactMethod:
     # ------------------------------------------------------------------ main entry
     def run(self, problem: Problem, on_step: StepCallback | None = None) -> MethodResult:
         """Build the program, find attacks, solve, replay; see the module docstring."""
-        from mibpcert.methods.exact_margins import run_margins
-
         notes = self.check(problem)
         kind = self.objective_for(problem)
         t0 = time.perf_counter()
@@ -295,24 +281,11 @@ class ExactMethod:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _heuristic_budget(self) -> float:
+    def heuristic_budget(self) -> float:
         if self.heuristic_time is not None:
             return float(self.heuristic_time)
         tl = 60.0 if self.program_time is None else float(self.program_time)
         return float(min(10.0, max(0.5, 0.1 * tl)))
-
-    def _solver_attack(
-        self, problem: Problem, prog: TrainingProgram, x, objective: TestObjective
-    ) -> Attack | None:
-        """The incumbent's poisoning, projected onto the threat model and replayed."""
-        if x is None:
-            return None
-        data = problem.data
-        X, y = prog.poison.attack(x, data.X_train, data.y_train)
-        X, y = project_attack(problem, X, y)
-        bad = threat_violations(problem, X, y, tol=1e-7)
-        value = replay(problem, X, y, objective)
-        return Attack(X, y, value, "solver", {"threat_violations": bad})
 
     def _interval_bound(self, problem: Problem, prog: TrainingProgram, kind: str) -> float:
         """The same question answered from the final parameter box by interval arithmetic."""
@@ -337,7 +310,7 @@ class ExactMethod:
         h_seconds = 0.0
         if self.heuristic:
             t0 = time.perf_counter()
-            h = coordinate_search(problem, objective, self._heuristic_budget(), seed=self.seed)
+            h = coordinate_search(problem, objective, self.heuristic_budget(), seed=self.seed)
             h_seconds = time.perf_counter() - t0
             attacks["heuristic"] = h
             start = prog.poison.assignment(data.X_train, data.y_train, h.X, h.y)
@@ -353,9 +326,9 @@ class ExactMethod:
         (res,) = solve_task(task, self.progress)
         solve_seconds = time.perf_counter() - t0
         primal, dual = res.primal, res.certified()
-        solver_attack = self._solver_attack(problem, prog, res.x, objective)
-        if solver_attack is not None:
-            attacks["solver"] = solver_attack
+        incumbent = solver_attack(problem, prog, res.x, objective)
+        if incumbent is not None:
+            attacks["solver"] = incumbent
         interval_bound = self._interval_bound(problem, prog, kind)
         if dual is None:
             certified = interval_bound
@@ -368,7 +341,7 @@ class ExactMethod:
             proof = Provenance.EXACT if dual <= interval_bound else Provenance.INTERVAL
         best = max(attacks.values(), key=lambda a: a.value)
         attacks["best"] = best
-        replayed = solver_attack.value if solver_attack is not None else None
+        replayed = incumbent.value if incumbent is not None else None
         agree = (
             None
             if replayed is None or primal is None

@@ -9,11 +9,14 @@ a start. ``test_points`` forces the solve of the named points.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from mibpcert.attacks import Attack, TestObjective, coordinate_search
+from mibpcert.attacks import Attack, TestObjective, coordinate_search, project_attack
+from mibpcert.attacks.replay import replay, threat_violations
 from mibpcert.certify.testtime import class_margin_lower_bounds
 from mibpcert.domains.interval import Interval
 from mibpcert.encode.margin import MarginEncoding
@@ -25,11 +28,48 @@ from mibpcert.solvers.results import relative_gap
 from mibpcert.solvers.tasks import SolveTask, failed_results, solve_task
 from mibpcert.vocab import Provenance, Verdict
 
-if TYPE_CHECKING:
-    from mibpcert.methods.exact import Answer, ExactMethod
+
+@dataclass
+class Answer:
+    """What one objective kind produced: the report section, metrics, verdicts, attacks."""
+
+    section: dict
+    metrics: dict
+    point_verdicts: dict[int, dict] = field(default_factory=dict)
+    attacks: dict[str, Attack] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
 
 
-def run_margins(method: ExactMethod, problem: Problem, prog: TrainingProgram, executor) -> Answer:
+class MarginSettings(Protocol):
+    """The settings of method ``exact`` the margin objective reads."""
+
+    test_points: list[int] | None
+    heuristic: bool
+    seed: int
+    solver: str
+    program_time: float | None
+    on_point: Callable[[int, int], None] | None
+
+    def heuristic_budget(self) -> float: ...
+
+
+def solver_attack(
+    problem: Problem, prog: TrainingProgram, x, objective: TestObjective
+) -> Attack | None:
+    """The incumbent ``x``'s poisoning, projected onto the threat model and replayed."""
+    if x is None:
+        return None
+    data = problem.data
+    X, y = prog.poison.attack(x, data.X_train, data.y_train)
+    X, y = project_attack(problem, X, y)
+    bad = threat_violations(problem, X, y, tol=1e-7)
+    value = replay(problem, X, y, objective)
+    return Attack(X, y, value, "solver", {"threat_violations": bad})
+
+
+def run_margins(
+    method: MarginSettings, problem: Problem, prog: TrainingProgram, executor
+) -> Answer:
     """Decide every (open) test point of the margin objective with its own program: points the
     interval bound certifies, or the heuristic attacks, need no solve (unless ``test_points``
     names them)."""
@@ -65,7 +105,7 @@ def run_margins(method: ExactMethod, problem: Problem, prog: TrainingProgram, ex
         best = Attack(data.X_train, data.y_train, v["clean_value"], "clean")
         start = None
         if method.heuristic:
-            h = coordinate_search(problem, objective, method._heuristic_budget(), method.seed)
+            h = coordinate_search(problem, objective, method.heuristic_budget(), method.seed)
             v["heuristic"] = h.value
             start = prog.poison.assignment(data.X_train, data.y_train, h.X, h.y)
             if h.value < best.value:
@@ -110,7 +150,7 @@ def run_margins(method: ExactMethod, problem: Problem, prog: TrainingProgram, ex
         worst = min(
             range(len(res)), key=lambda k: np.inf if res[k].primal is None else res[k].primal
         )
-        sa = method._solver_attack(problem, prog, res[worst].x, objective)
+        sa = solver_attack(problem, prog, res[worst].x, objective)
         certified = v["interval_bound"] if dual is None else max(dual, v["interval_bound"])
         v.update(
             status=",".join(sorted({r.status for r in res})),
@@ -155,6 +195,4 @@ def run_margins(method: ExactMethod, problem: Problem, prog: TrainingProgram, ex
         "statuses": dict(statuses),
         "points": [verdicts[p] for p in points],
     }
-    from mibpcert.methods.exact import Answer
-
     return Answer(section, metrics, verdicts, attacks, dict(statuses))

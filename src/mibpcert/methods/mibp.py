@@ -39,12 +39,12 @@ from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.domains.interval import Interval
 from mibpcert.encode.step import check_supported, encode_step
 from mibpcert.errors import ConfigError, MibpcertError
+from mibpcert.methods.agt import reference_step
 from mibpcert.methods.base import (
     DEFAULT_TIME_LIMIT,
     BoxMethod,
     StepCallback,
     TestMIP,
-    reference_step,
 )
 from mibpcert.model.trainer import batch_gradient
 from mibpcert.ops import sgd

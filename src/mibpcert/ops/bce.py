@@ -13,7 +13,7 @@ from scipy.special import expit
 
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import TINY, UNIT, Interval, round_out
-from mibpcert.ops.loss import PointLabel
+from mibpcert.ops.targets import PointLabel
 from mibpcert.threat.labels import LabelSet
 
 # ----------------------------------------------------------------------------- numpy

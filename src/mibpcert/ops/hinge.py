@@ -1,6 +1,6 @@
 """The hinge loss ``max(0, 1 - y o)`` and its gradient ``-y [y o < 1]``, in every domain.
 
-Binary: one output o, label sign y in {-1, +1} (:func:`~mibpcert.ops.loss.class_sign`). With C
+Binary: one output o, label sign y in {-1, +1} (:func:`~mibpcert.ops.targets.class_sign`). With C
 outputs (one per class) the one-vs-rest hinge: output k has the target y_k = +1 for the label's
 class and -1 otherwise, loss ``sum_k max(0, 1 - y_k o_k)``, gradient ``-y_k [y_k o_k < 1]``.
 Targets stay encoded as ``2 c - 1`` for class c (one column); the C-output loss recovers c.
@@ -15,7 +15,7 @@ import numpy as np
 
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval
-from mibpcert.ops.loss import PointLabel
+from mibpcert.ops.targets import PointLabel
 from mibpcert.threat.labels import LabelSet
 
 # ----------------------------------------------------------------------------- numpy

@@ -1,7 +1,7 @@
 """The squared loss ``mean_j (o_j - t_j)^2`` and its gradient ``2 (o - t) / q``, in every domain.
 
 q outputs and targets t; for a binary classification set with one output the targets are the
-label signs y in {-1, +1} (:func:`~mibpcert.ops.loss.class_sign`).
+label signs y in {-1, +1} (:func:`~mibpcert.ops.targets.class_sign`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval, divide, scale, sub
-from mibpcert.ops.loss import PointLabel, sign_hull
+from mibpcert.ops.targets import PointLabel, sign_hull
 from mibpcert.threat.labels import LabelSet
 
 

@@ -18,6 +18,19 @@ class FormState:
     extra: dict = field(default_factory=dict)
 
 
+def per_point_cost(problem: Problem, steps: int) -> int:
+    """Bilinear forward products of the per-point form over the first ``steps`` batches: every
+    poisonable point of the scope in every batch, times its features and the outputs
+    (``sum_t |scope in batch_t| d q``); the unit of every form's :meth:`Form.cost`."""
+    t = problem.threat
+    if not t.perturbs_features:
+        return 0
+    scope = set(t.scope(problem.data.n_train).tolist())
+    d, q = problem.arch.n_inputs, problem.arch.n_outputs
+    batches = problem.batches()[:steps]
+    return sum(len(scope.intersection(int(i) for i in idx)) for idx in batches) * d * q
+
+
 class Form:
     """One encoding of the training steps of the unrolled program.
 
@@ -39,9 +52,7 @@ class Form:
 
     def pays(self, problem: Problem, steps: int) -> bool:
         """Whether this form has fewer bilinear products than the per-point form."""
-        from mibpcert.encode.forms import FORMS
-
-        return self.cost(problem, steps) < FORMS["points"].cost(problem, steps)
+        return self.cost(problem, steps) < per_point_cost(problem, steps)
 
     def prepare(self, b: Builder, problem: Problem) -> FormState:
         raise NotImplementedError

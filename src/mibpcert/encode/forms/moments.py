@@ -14,7 +14,7 @@ from mibpcert.domains.builder import Builder, Expr
 from mibpcert.encode.forms.base import Form, FormState
 from mibpcert.encode.forms.slots import build_slots
 from mibpcert.encode.poison import poison_vars
-from mibpcert.ops.loss import class_sign
+from mibpcert.ops.targets import class_sign
 from mibpcert.problem import Problem
 
 

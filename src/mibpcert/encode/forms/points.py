@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from mibpcert.domains.builder import Builder, Expr
-from mibpcert.encode.forms.base import Form, FormState
+from mibpcert.encode.forms.base import Form, FormState, per_point_cost
 from mibpcert.encode.network import Layers, layers_of
 from mibpcert.encode.poison import PoisonVars, poison_vars
 from mibpcert.encode.step import gradient_exprs
-from mibpcert.ops.loss import class_sign
+from mibpcert.ops.targets import class_sign
 from mibpcert.problem import Problem
 
 
@@ -82,17 +82,7 @@ class PointsForm(Form):
         return True
 
     def cost(self, problem: Problem, steps: int) -> int:
-        """Poisonable inputs with a bilinear forward product: every point of the scope in every
-        batch, times its features and the outputs (``sum_t |scope in batch_t| d q``)."""
-        t = problem.threat
-        if not t.perturbs_features:
-            return 0
-        scope = set(t.scope(problem.data.n_train).tolist())
-        d, q = problem.arch.n_inputs, problem.arch.n_outputs
-        per_point = sum(
-            len(scope.intersection(int(i) for i in idx)) for idx in problem.batches()[:steps]
-        )
-        return per_point * d * q
+        return per_point_cost(problem, steps)
 
     def pays(self, problem: Problem, steps: int) -> bool:
         return False

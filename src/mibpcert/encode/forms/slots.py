@@ -20,7 +20,7 @@ from mibpcert.encode.poison import PoisonVars, clean_points
 from mibpcert.encode.step import batch_mean, point_gradient
 from mibpcert.ops import affine
 from mibpcert.ops import loss as loss_ops
-from mibpcert.ops.loss import PointLabel
+from mibpcert.ops.targets import PointLabel
 from mibpcert.problem import Problem
 from mibpcert.threat.model import CHANGE_TOL
 
