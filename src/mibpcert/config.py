@@ -29,6 +29,11 @@ from typing import Any
 
 from mibpcert.errors import ConfigError
 
+DEFAULT_TIME_LIMIT = 10.0
+"""The default of a method's main time budget (``[method] time_limit``): seconds per solve
+(``mibp``, and each test-time margin solve) or per program (``exact``). The other budgets derive
+from it (see the methods)."""
+
 
 @dataclass
 class DataConfig:
@@ -86,7 +91,7 @@ class MethodConfig:
     name: str = "interval"
     solver: str = "scip"
     relax: str = "bilinear"
-    time_limit: float | None = 10.0
+    time_limit: float | None = DEFAULT_TIME_LIMIT
     test_mip_time: float | None = None
     workers: int | None = None
     lp_first: bool = True

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mibpcert.bounds.parameters import ParameterBounds
+from mibpcert.config import DEFAULT_TIME_LIMIT
 from mibpcert.domains.interval import Interval
 from mibpcert.problem import Problem
 from mibpcert.vocab import RelaxMode
@@ -25,9 +26,17 @@ from mibpcert.vocab import RelaxMode
 StepCallback = Callable[[int, int], None]
 """Called as ``on_step(done, total)`` after every finished training step."""
 
-DEFAULT_TIME_LIMIT = 10.0
-"""The default of a method's main time budget: seconds per solve (``mibp``, and each test-time
-margin solve) or per program (``exact``). The other budgets derive from it (see the methods)."""
+__all__ = [
+    "DEFAULT_TIME_LIMIT",
+    "BoxMethod",
+    "Method",
+    "MethodResult",
+    "StepCallback",
+    "TestMIP",
+    "box_loop",
+    "box_relaxation_notes",
+    "step_statuses",
+]
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,12 @@ EXECUTION_KEYS = ("workers", "executor", "ray_address", "resume")
 CELL_FILE = "cell.json"
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
     """JSON-comparable form (as stored in report.json: non-finite floats as strings)."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -64,7 +64,7 @@ def _plain(obj: Any) -> Any:
 def comparable_config(config: dict | Config) -> dict:
     """A run's configuration without the settings that cannot change its results."""
     raw = config.to_dict() if isinstance(config, Config) else copy.deepcopy(config)
-    raw = _plain(raw)
+    raw = plain(raw)
     for key in EXECUTION_KEYS:
         raw.get("method", {}).pop(key, None)
     raw.pop("output", None)
@@ -115,7 +115,7 @@ def row_from_report(report: dict, cell: Cell, rel_dir: str) -> dict:
     return row
 
 
-def _finished(cell_dir: Path, cell: Cell) -> dict | None:
+def finished_report(cell_dir: Path, cell: Cell) -> dict | None:
     """The stored report of ``cell`` if it is complete and has the cell's configuration."""
     from mibpcert.certify.report import BOXES_FILE, REPORT_FILE
 
@@ -154,7 +154,7 @@ def _prepare(cell_dir: Path, cell: Cell) -> Config:
     return cfg
 
 
-def _run_cell(cell: Cell, cell_dir: Path, rel_dir: str, on_step=None, on_solves=None) -> dict:
+def run_cell(cell: Cell, cell_dir: Path, rel_dir: str, on_step=None, on_solves=None) -> dict:
     from mibpcert.certify.report import load_report
 
     cfg = _prepare(cell_dir, cell)
@@ -162,7 +162,7 @@ def _run_cell(cell: Cell, cell_dir: Path, rel_dir: str, on_step=None, on_solves=
     return row_from_report(load_report(cell_dir), cell, rel_dir)
 
 
-def _run_cell_task(args: tuple) -> dict:
+def run_cell_task(args: tuple) -> dict:
     """Executor task of ``--parallel-cells``: one whole cell in a worker."""
     cell, cell_dir, rel_dir = args
-    return _run_cell(cell, Path(cell_dir), rel_dir)
+    return run_cell(cell, Path(cell_dir), rel_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mibpcert.errors import ConfigError, MibpcertError
-from mibpcert.sweep.cells import _finished, _run_cell, _run_cell_task, row_from_report
+from mibpcert.sweep.cells import finished_report, row_from_report, run_cell, run_cell_task
 from mibpcert.sweep.spec import SweepSpec, load_sweep
 from mibpcert.sweep.table import summary_table, write_table
 
@@ -118,7 +118,7 @@ def run_sweep(
     rows: list[dict | None] = [None] * len(cells)
     todo = []
     for i, cell in enumerate(cells):
-        report = _finished(out / "cells" / cell.id, cell)
+        report = finished_report(out / "cells" / cell.id, cell)
         if report is not None:
             rows[i] = row_from_report(report, cell, f"cells/{cell.id}")
         else:
@@ -143,7 +143,7 @@ def run_sweep(
                 bar.finish_cell()
 
             with make_executor(workers, kind, address, retries=1) as ex:
-                results = ex.map(_run_cell_task, args, on_result=on_result)
+                results = ex.map(run_cell_task, args, on_result=on_result)
             failed = [
                 f"{cells[i].id}: {res.message}"
                 for i, res in zip(todo, results, strict=True)
@@ -160,7 +160,7 @@ def run_sweep(
                 for i in todo:
                     cell = cells[i]
                     bar.start(cell.id)
-                    rows[i] = _run_cell(
+                    rows[i] = run_cell(
                         cell,
                         out / "cells" / cell.id,
                         f"cells/{cell.id}",

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mibpcert.certify.plots import SWEEP_FILE
-from mibpcert.sweep.cells import COLUMNS, TIMING_COLUMNS, _plain
+from mibpcert.sweep.cells import COLUMNS, TIMING_COLUMNS, plain
 from mibpcert.sweep.spec import SweepSpec
 
 CSV_FILE = "sweep.csv"
@@ -55,7 +55,7 @@ def write_table(rows: list[dict], out: Path, spec: SweepSpec, complete: bool) ->
         "rows": rows,
     }
     tmp = out / (JSON_FILE + ".tmp")
-    tmp.write_text(json.dumps(_plain(doc), indent=2) + "\n")
+    tmp.write_text(json.dumps(plain(doc), indent=2) + "\n")
     tmp.replace(out / JSON_FILE)
 
 
