@@ -59,6 +59,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--feature-bounds", "threat.feature_bounds", None, "LOW,HIGH box all features stay in"),
     ("--test-eps", "threat.test_eps", float, "l-inf radius of test-time perturbations"),
     ("--method", "method.name", str, "interval | agt | mibp | exact"),
+    (
+        "--sets",
+        "method.sets",
+        str,
+        "interval, agt: box (default) | affine (parameter sets over the attack symbols)",
+    ),
     ("--solver", "method.solver", str, "mibp, exact: scip (default) | highs | gurobi"),
     ("--relax", "method.relax", str, "mibp: bilinear (MIP; alias exact) | milp | lp (McCormick)"),
     ("--time-limit", "method.time_limit", float, "seconds per solve (mibp) / program (exact)"),

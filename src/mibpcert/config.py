@@ -9,11 +9,11 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
                 steps (gradient steps; sets epochs)
     [threat]    eps, points, k, label_k, label_mode, label_eps, discrete, feature_bounds, test_eps,
                 paired
-    [method]    name, solver, relax, time_limit, workers, lp_first, test_mip, test_mip_time,
-                resume, executor, ray_address (method 'mibp'); objective, test_points, tighten,
-                tighten_time, heuristic, heuristic_time, form (method 'exact'). Each method
-                takes the keys its constructor accepts; time_limit is seconds per solve (mibp)
-                or per program (exact).
+    [method]    name, sets (box | affine: interval, agt), solver, relax, time_limit, workers,
+                lp_first, test_mip, test_mip_time, resume, executor, ray_address (method 'mibp');
+                objective, test_points, tighten, tighten_time, heuristic, heuristic_time, form
+                (method 'exact'). Each method takes the keys its constructor accepts; time_limit
+                is seconds per solve (mibp) or per program (exact).
     [output]    dir
 """
 
@@ -89,6 +89,7 @@ class ThreatConfig:
 @dataclass
 class MethodConfig:
     name: str = "interval"
+    sets: str = "box"
     solver: str = "scip"
     relax: str = "bilinear"
     time_limit: float | None = DEFAULT_TIME_LIMIT

@@ -145,6 +145,7 @@ def certify_problem(
             data.y_test,
             int(data.n_classes),
             test_box,
+            bounds.affine,
         )
         spec = meth.test_mip() if test_mip else None
         if spec is not None:
@@ -166,7 +167,13 @@ def certify_problem(
                 )
     else:
         test = certify_regression(
-            problem.arch, bounds.box(), nominal.final, data.X_test, data.y_test, test_box
+            problem.arch,
+            bounds.box(),
+            nominal.final,
+            data.X_test,
+            data.y_test,
+            test_box,
+            bounds.affine,
         )
     if outcome.point_verdicts:
         merge_point_verdicts(test, outcome.point_verdicts)

@@ -1,4 +1,5 @@
-"""What every method proves about the parameters: a sound box for every step."""
+"""What every method proves about the parameters: a sound box for every step, and with affine
+sets (``--sets affine``) the set ``c_t + G_t u + r``, ``|r| <= rho_t``, of every step."""
 
 from __future__ import annotations
 
@@ -6,7 +7,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mibpcert.domains.affine import SymbolSet
 from mibpcert.domains.interval import Interval
+
+
+@dataclass
+class AffineTrajectory:
+    """The affine parameter set of every step: ``theta_t`` lies in
+    ``{c[t] + G[t] u + r : u in symbols' set, |r| <= rho[t]}`` for every attack, whose symbols
+    ``u`` are :meth:`SymbolSet.coordinates` of its poisoned inputs."""
+
+    symbols: SymbolSet
+    c: np.ndarray  # (T + 1, m)
+    G: np.ndarray  # (T + 1, m, K)
+    rho: np.ndarray  # (T + 1, m)
+
+    def residuals(self, thetas: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``|theta_t - c_t - G_t u| - rho_t`` for a trajectory ``thetas`` (T + 1, m) reached
+        with symbols ``u``: every entry must be ``<= 0``."""
+        lin = np.einsum("tmk,k->tm", self.G, u)
+        return np.abs(thetas - self.c - lin) - self.rho
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of the report file ``affine_sets.npz``."""
+        s = self.symbols
+        return {
+            "c": self.c,
+            "G": self.G,
+            "rho": self.rho,
+            "symbol_point": s.point,
+            "symbol_feature": s.feature,
+            "symbol_mid": s.mid,
+            "symbol_rad": s.rad,
+            "symbol_clean": s.clean,
+            "k": np.asarray(-1 if s.k is None else s.k),
+        }
 
 
 @dataclass
@@ -24,6 +59,13 @@ class ParameterBounds:
     step_seconds: list[float] = field(default_factory=list)
     step_info: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the affine parameter sets (``sets = "affine"``), else ``None``
+    affine: AffineTrajectory | None = None
+
+    @property
+    def sets(self) -> str:
+        """``"affine"`` or ``"box"``: what the method carried between steps."""
+        return "box" if self.affine is None else "affine"
 
     def box(self, t: int = -1) -> Interval:
         return Interval(self.lower[t], self.upper[t])

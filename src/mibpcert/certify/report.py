@@ -15,6 +15,7 @@ from mibpcert.model.trainer import Trajectory
 
 REPORT_FILE = "report.json"
 BOXES_FILE = "boxes.npz"
+AFFINE_FILE = "affine_sets.npz"
 
 
 def versions() -> dict:
@@ -133,6 +134,7 @@ class RunResult:
             "soundness": {
                 "bounds": self.provenance or self.bounds.method,
                 "relaxations": list(self.bounds.notes),
+                "sets": self.bounds.sets,
                 "nominal_inside_boxes": self.nominal_inside,
             },
             "warnings": list(self.warnings),
@@ -143,7 +145,8 @@ class RunResult:
         }
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``report.json`` and ``boxes.npz`` into ``out_dir``; return their paths."""
+        """Write ``report.json`` and ``boxes.npz`` (with affine sets also ``affine_sets.npz``)
+        into ``out_dir``; return their paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         report = out / REPORT_FILE
@@ -156,7 +159,11 @@ class RunResult:
             nominal=self.nominal.thetas,
             param_names=np.asarray(self.param_names),
         )
-        return {"report": report, "boxes": boxes}
+        paths = {"report": report, "boxes": boxes}
+        if self.bounds.affine is not None:
+            paths["affine_sets"] = out / AFFINE_FILE
+            np.savez_compressed(paths["affine_sets"], **self.bounds.affine.arrays())
+        return paths
 
     def summary(self) -> str:
         """A readable table of the run (printed by the CLI)."""
@@ -177,6 +184,7 @@ class RunResult:
                 f"{p['recipe']['batch_size'] or 'full'}",
             ),
             ("threat", _threat_line(p["threat"])),
+            ("parameter sets", self.bounds.sets),
         ]
         if self.test.task == "classification":
             rows += [

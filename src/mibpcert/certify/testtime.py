@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mibpcert.bounds import network
+from mibpcert.bounds import affine_pass, network
+from mibpcert.bounds.parameters import AffineTrajectory
 from mibpcert.domains.interval import TINY, UNIT, Interval, divide, sub, sum_axis
 from mibpcert.model.network import Architecture
 from mibpcert.model.network import forward as forward_point
@@ -56,6 +57,18 @@ class TestCertificate:
         return {"task": self.task, "metrics": self.metrics, "points": self.points}
 
 
+def affine_margin_lower_bounds(
+    arch: Architecture, affine: AffineTrajectory, box: Interval, X: Interval
+) -> np.ndarray:
+    """(n, C) lower bounds on every class's margin for every parameter vector of the final
+    affine set (``box`` holds them too: its interval ranges are intersected)."""
+    state = affine_pass.AffineSet.at(affine)
+    out, sym, rng = affine_pass.output_forms(arch, state, affine.symbols, X, box)
+    if out.shape[1] == 1:
+        return margin.lower_bounds_from_output(rng)
+    return margin.lower_bounds_affine_set(out, sym)
+
+
 def certify_classification(
     arch: Architecture,
     box: Interval,
@@ -64,10 +77,15 @@ def certify_classification(
     y_test: np.ndarray,
     n_classes: int,
     test_box: tuple[np.ndarray, np.ndarray] | None = None,
+    affine: AffineTrajectory | None = None,
 ) -> TestCertificate:
-    """Certify every test point against every parameter vector in ``box``."""
+    """Certify every test point against every parameter vector in ``box`` (and, with
+    ``affine``, in the final affine set: both hold the true parameters, so the larger of the two
+    margin bounds is kept)."""
     X = Interval.point(X_test) if test_box is None else Interval(*test_box)
     margins = class_margin_lower_bounds(arch, box, X, n_classes)
+    if affine is not None:
+        margins = np.maximum(margins, affine_margin_lower_bounds(arch, affine, box, X))
     best = np.argmax(margins, axis=1)
     certified = np.where(margins[np.arange(len(best)), best] > 0, best, -1)
     nominal = margin.predict(forward_point(arch, theta_nominal, X_test))
@@ -125,10 +143,15 @@ def certify_regression(
     X_test: np.ndarray,
     y_test: np.ndarray,
     test_box: tuple[np.ndarray, np.ndarray] | None = None,
+    affine: AffineTrajectory | None = None,
 ) -> TestCertificate:
-    """Sound bounds on each prediction and on the worst-case (and best-case) test MSE."""
+    """Sound bounds on each prediction and on the worst-case (and best-case) test MSE (with
+    ``affine``: the predictions' ranges over the final affine set intersected)."""
     X = Interval.point(X_test) if test_box is None else Interval(*test_box)
     out = network.forward(arch, box, X).output
+    if affine is not None:
+        state = affine_pass.AffineSet.at(affine)
+        out = affine_pass.output_forms(arch, state, affine.symbols, X, box)[2]
     y = np.asarray(y_test, dtype=np.float64).reshape(len(X_test), -1)
     err = sub(out, Interval.point(y))  # prediction error interval (n, q)
     mag_hi = np.maximum(np.abs(err.lo), np.abs(err.hi))

@@ -130,7 +130,9 @@ class AGTMethod(BoxMethod):
             nxt = agt_step(problem, theta, step, idx, X_poison, labels_poison)
             return nxt, {"poisoned_budget": poisoned_budget(problem, idx)}
 
-        return box_loop(self.name, problem, step_fn, self.check(problem), on_step)
+        return box_loop(
+            self.name, problem, step_fn, self.check(problem), on_step, self.sets, problem.threat.k
+        )
 
     @staticmethod
     def _gradient_sum(

@@ -33,6 +33,8 @@ __all__ = [
     "MethodResult",
     "StepCallback",
     "TestMIP",
+    "SETS",
+    "attack_symbols",
     "box_loop",
     "box_relaxation_notes",
     "step_statuses",
@@ -125,14 +127,55 @@ StepFunction = Callable[[Interval, int, np.ndarray], tuple[Interval, dict | None
 """``step_fn(box, step, batch_indices) -> (next box, info or None)``."""
 
 
+SETS = ("box", "affine")
+"""What a method carries between steps: a box, or an affine set over the attack symbols."""
+
+
+def check_sets(sets: str) -> str:
+    from mibpcert.errors import ConfigError
+
+    if sets not in SETS:
+        raise ConfigError(f"unknown parameter sets {sets!r}; use one of {', '.join(SETS)}.")
+    return sets
+
+
+def attack_symbols(problem: Problem, k: int | None):
+    """The attack symbols of the problem's threat model: every point in scope and feature, with
+    at most ``k`` points moved (``None``: all of them); the features' boxes as the threat
+    model gives them (discrete domains by their range)."""
+    from mibpcert.domains.affine import SymbolSet
+    from mibpcert.errors import UnsupportedError
+
+    t = problem.threat
+    X = problem.data.X_train
+    lo, hi = t.feature_box(X)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise UnsupportedError(
+            "affine parameter sets need bounded inputs: eps = inf requires feature_bounds."
+        )
+    scope = t.scope(len(X)) if t.perturbs_features else np.zeros(0, dtype=np.int64)
+    return SymbolSet.from_box(X, lo, hi, scope, k if t.perturbs_features else None)
+
+
 def box_loop(
     name: str,
     problem: Problem,
     step_fn: StepFunction,
     notes: list[str],
     on_step: StepCallback | None = None,
+    sets: str = "box",
+    k: int | None = None,
 ) -> ParameterBounds:
-    """Run ``step_fn`` over the training schedule from the initial parameters; collect boxes."""
+    """Run ``step_fn`` over the training schedule from the initial parameters; collect boxes.
+
+    ``sets="affine"``: carry an affine set over the attack symbols (at most ``k`` points moved)
+    beside the box; every step's box is ``step_fn``'s box intersected with the affine set's
+    bounding box, and each set's step starts from the intersected box (both hold the true
+    parameters).
+    """
+    from mibpcert.bounds import affine_pass
+    from mibpcert.bounds.parameters import AffineTrajectory
+
     batches = problem.batches()
     T, m = len(batches), problem.arch.n_params
     lower = np.empty((T + 1, m))
@@ -141,16 +184,52 @@ def box_loop(
     theta = Interval.point(problem.theta0)
     seconds: list[float] = []
     info: list[dict] = []
+    affine = None
+    if check_sets(sets) == "affine":
+        attack = attack_symbols(problem, k)
+        affine_pass.check_size(problem.arch, max(len(b) for b in batches), attack)
+        state = affine_pass.AffineSet.point(problem.theta0, attack.size)
+        X_box, labels = problem.input_box(), problem.label_set()
+        cs, Gs, rhos = [state.c], [state.G], [state.rho]
     for step, idx in enumerate(batches):
         t0 = time.perf_counter()
+        before = theta
         theta, extra = step_fn(theta, step, idx)
+        if sets == "affine":
+            state, row = affine_pass.step(
+                problem.arch,
+                state,
+                attack,
+                problem.data.X_train,
+                idx,
+                labels,
+                problem.recipe.loss,
+                problem.recipe.lr_at(step),
+                problem.recipe.clip,
+                before,
+                X_box,
+            )
+            theta = theta.intersect(state.box(attack))
+            cs.append(state.c)
+            Gs.append(state.G)
+            rhos.append(state.rho)
+            extra = {**(extra or {}), **row}
         lower[step + 1], upper[step + 1] = theta.lo, theta.hi
         seconds.append(time.perf_counter() - t0)
         if extra is not None:
             info.append(extra)
         if on_step is not None:
             on_step(step + 1, T)
-    return ParameterBounds(name, lower, upper, notes, seconds, info)
+    if sets == "affine":
+        affine = AffineTrajectory(attack, np.array(cs), np.array(Gs), np.array(rhos))
+        notes = [
+            *notes,
+            "affine parameter sets over the attack symbols between steps, intersected with the "
+            f"method's boxes ({attack.size} symbols"
+            + ("" if attack.k is None else f", any {attack.k} points")
+            + "; label changes and nonlinearity errors as local errors).",
+        ]
+    return ParameterBounds(name, lower, upper, notes, seconds, info, affine=affine)
 
 
 class Method(Protocol):
@@ -177,9 +256,14 @@ class Method(Protocol):
 
 
 class BoxMethod:
-    """A method whose whole result is its parameter boxes (``interval``, ``agt``, ``mibp``)."""
+    """A method whose whole result is its parameter boxes (``interval``, ``agt``, ``mibp``);
+    ``sets``: what it carries between steps (:data:`SETS`)."""
 
     name: str
+    sets: str = "box"
+
+    def __init__(self, sets: str = "box") -> None:
+        self.sets = check_sets(sets)
 
     def provenance(self) -> str:
         raise NotImplementedError
@@ -189,7 +273,13 @@ class BoxMethod:
 
     def run(self, problem: Problem, on_step: StepCallback | None = None) -> MethodResult:
         bounds = self.bound(problem, on_step=on_step)
-        return MethodResult(bounds, self.provenance(), statuses=step_statuses(bounds.step_info))
+        provenance = self.provenance()
+        if bounds.affine is not None:
+            provenance += (
+                "; affine parameter sets over the shared attack symbols (outward-rounded affine "
+                "arithmetic), intersected with the boxes"
+            )
+        return MethodResult(bounds, provenance, statuses=step_statuses(bounds.step_info))
 
     def test_mip(self) -> TestMIP | None:
         return None

@@ -54,6 +54,7 @@ from mibpcert.methods.base import (
     MethodResult,
     StepCallback,
     TestMIP,
+    check_sets,
 )
 from mibpcert.methods.exact_margins import Answer, run_margins, solver_attack
 from mibpcert.methods.tightening import lp_tightener
@@ -110,7 +111,13 @@ class ExactMethod:
         progress: ProgressCallback | None = None,
         on_point: Callable[[int, int], None] | None = None,
         seed: int = 0,
+        sets: str = "box",
     ) -> None:
+        if check_sets(sets) != "box":
+            raise ConfigError(
+                "method 'exact' keeps every step in one program (no set between steps); drop "
+                "--sets affine."
+            )
         if objective is not None and objective not in OBJECTIVES:
             raise ConfigError(
                 f"unknown exact objective {objective!r}; use one of {', '.join(OBJECTIVES)}."

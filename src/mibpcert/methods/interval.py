@@ -58,4 +58,6 @@ class IntervalMethod(BoxMethod):
         def step_fn(theta: Interval, step: int, idx: np.ndarray):
             return interval_step(problem, theta, idx, problem.recipe.lr_at(step), X, labels), None
 
-        return box_loop(self.name, problem, step_fn, self.check(problem), on_step)
+        return box_loop(
+            self.name, problem, step_fn, self.check(problem), on_step, self.sets, None
+        )

@@ -38,13 +38,14 @@ import numpy as np
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.domains.interval import Interval
 from mibpcert.encode.step import check_supported, encode_step
-from mibpcert.errors import ConfigError, MibpcertError
+from mibpcert.errors import ConfigError, MibpcertError, UnsupportedError
 from mibpcert.methods.agt import reference_step
 from mibpcert.methods.base import (
     DEFAULT_TIME_LIMIT,
     BoxMethod,
     StepCallback,
     TestMIP,
+    check_sets,
 )
 from mibpcert.model.trainer import batch_gradient
 from mibpcert.ops import sgd
@@ -96,8 +97,15 @@ class MIBPMethod(BoxMethod):
         executor: str = "process",
         ray_address: str | None = None,
         test_mip_time: float | None = None,
+        sets: str = "box",
     ) -> None:
         check_kind(executor)
+        if check_sets(sets) != "box":
+            raise UnsupportedError(
+                "method 'mibp' carries boxes between steps (sets 'box'); affine parameter sets "
+                "are available for --method interval and agt."
+            )
+        self.sets = sets
         relax = RelaxMode.parse(relax, "relaxation")
         if time_limit is not None and not time_limit > 0:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}.")

@@ -11,13 +11,17 @@ the bias gradient ``g``, and the input gradient ``g W`` (n, i).
   inputs may both be intervals;
 * program: :func:`program`, :func:`backward_program` -- weight x input products are bilinear
   (exact in the bilinear program, McCormick in its relaxations), or exact linearisations when one
-  factor is binary or constant (:meth:`~mibpcert.domains.builder.Builder.mul`).
+  factor is binary or constant (:meth:`~mibpcert.domains.builder.Builder.mul`);
+* affine sets: :func:`affine_set`, :func:`backward_affine_set` -- products of two forms over the
+  shared attack and remainder symbols (:mod:`mibpcert.domains.affine`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from mibpcert.domains import affine as aff
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval, add, mul, prod_sum
 
@@ -108,3 +112,30 @@ def backward_program(
             for c in range(len(a))
         ]
     return gW, delta, ga
+
+
+# ----------------------------------------------------------------------------- affine sets
+
+
+def affine_set(a: AffineForm, W: AffineForm, b: AffineForm, sym: Symbols) -> AffineForm:
+    """``a W^T + b`` for forms ``a`` (n, i), ``W`` (o, i), ``b`` (o,) over shared symbols: the
+    linear part is kept, the product of the two deviations bounded (:func:`aff.contract`)."""
+    return aff.add(aff.contract("ni,oi->no", a, W, sym), b)
+
+
+def backward_affine_set(
+    g: AffineForm, a: AffineForm, W: AffineForm | None, sym: Symbols
+) -> tuple[AffineForm, AffineForm, AffineForm | None]:
+    """Batch-mean ``(dL/dW (o, i), dL/db (o,))`` and the per-sample ``dL/da (n, i)`` (or
+    ``None``) from ``g = dL/dz`` (n, o) over shared symbols."""
+    n = g.shape[0]
+    gW = aff.scale(aff.contract("no,ni->oi", g, a, sym), 1.0 / n)
+    gb = aff.mean(g, axis=0)
+    ga = None if W is None else aff.contract("no,oi->ni", g, W, sym)
+    return gW, gb, ga
+
+
+def sample_weight_grad_affine_set(g: AffineForm, a: AffineForm, sym: Symbols) -> AffineForm:
+    """Per-sample ``dL/dW`` (n, o * i) (for per-sample clipping)."""
+    n = g.shape[0]
+    return aff.contract("no,ni->noi", g, a, sym).reshape(n, -1)

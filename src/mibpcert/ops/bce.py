@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from mibpcert.domains import affine as aff
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import TINY, UNIT, Interval, round_out
 from mibpcert.ops.targets import PointLabel
@@ -87,3 +89,35 @@ def grad_program(b: Builder, out: list[Expr], label: PointLabel, tags: list[str]
     """``p - c`` with ``p`` the relaxed sigmoid of the logit and ``c`` the label's 0/1 class."""
     p = sigmoid_program(b, out[0], f"sig{tags[0]}")
     return [b.affine([(1.0, p), (-1.0, label.cls(b))])]
+
+
+# ----------------------------------------------------------------------------- affine sets
+
+
+def _dsig(v: np.ndarray) -> np.ndarray:
+    s = expit(v)
+    return s * (1.0 - s)
+
+
+def grad_affine_set(o: AffineForm, rng: Interval, labels: LabelSet, sym: Symbols) -> AffineForm:
+    """``sigmoid(o) - c`` by the mean-value form around the centre ``o_c``: ``sigmoid(o_c) +
+    lam (o - o_c)`` with ``lam = sigmoid'(o_c)``; the error is at most ``max |sigmoid'(xi) - lam|
+    |o - o_c|`` over ``xi`` in the hull of ``rng`` and ``o_c`` (sigmoid' is unimodal, largest at
+    0). The allowed labels' hull is a local error."""
+    oc = o.c
+    lo, hi = np.minimum(rng.lo, oc), np.maximum(rng.hi, oc)
+    sc = expit(oc)
+    lam = sc * (1.0 - sc)
+    d_max = _dsig(np.clip(0.0, lo, hi)) * (1.0 + 32 * UNIT) + TINY
+    d_min = np.minimum(_dsig(lo), _dsig(hi)) * (1.0 - 32 * UNIT)
+    slope_err = np.maximum(np.maximum(d_max - lam, lam - d_min), 0.0)
+    R = sym.radius(o)
+    with np.errstate(invalid="ignore"):
+        err = np.where(np.isfinite(R), slope_err * R, np.inf)
+    err = err + 16 * UNIT * np.abs(sc) + TINY
+    lin = aff.widen(aff.shift(aff.scale(o, lam), sc - lam * oc), err + 4 * UNIT * np.abs(lam * oc))
+    mask = labels.mask
+    c_lo = np.where(mask[:, 0], 0.0, 1.0)[:, None]
+    c_hi = np.where(mask[:, 1], 1.0, 0.0)[:, None]
+    label = AffineForm.hull(Interval(c_lo, c_hi), sym.size)
+    return aff.widen(aff.shift(lin, -label.c), label.e)

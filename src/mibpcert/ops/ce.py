@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from mibpcert.domains import affine as aff
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import TINY, UNIT, Interval, round_out
 from mibpcert.ops.targets import PointLabel
@@ -77,3 +79,46 @@ def grad_program(b: Builder, out: list[Expr], label: PointLabel, tags: list[str]
     ps = [b.var(float(sm.lo[0, k]), float(sm.hi[0, k]), f"p{tags[k]}") for k in range(C)]
     b.constrain(b.add(*ps), 1.0 - 1e-12, 1.0 + 1e-12)
     return [b.affine([(1.0, p), (-1.0, e)]) for p, e in zip(ps, label.onehot, strict=True)]
+
+
+# ----------------------------------------------------------------------------- affine sets
+
+
+def grad_affine_set(o: AffineForm, rng: Interval, labels: LabelSet, sym: Symbols) -> AffineForm:
+    """``softmax(o) - e_c`` by the mean-value form around the centre ``o_c``: ``p(o_c) + J (o -
+    o_c)`` with ``J`` the softmax Jacobian at ``o_c``; the error is at most
+    ``sum_j max|J_ij(xi) - J_ij| |o_j - o_cj|`` with ``J(xi)`` bounded by interval arithmetic
+    over the hull of ``rng`` and ``o_c`` (``J = diag(p) - p p^T``). The allowed labels' hull is
+    a local error."""
+    oc = o.c
+    n, C = oc.shape
+    box = Interval(np.minimum(rng.lo, oc), np.maximum(rng.hi, oc))
+    pc = softmax(oc, axis=1)
+    J = np.einsum("ni,ij->nij", pc, np.eye(C)) - pc[:, :, None] * pc[:, None, :]
+    P = softmax_interval(box)
+    off_lo = -(P.hi[:, :, None] * P.hi[:, None, :])
+    off_hi = -(P.lo[:, :, None] * P.lo[:, None, :])
+    x_mid = np.clip(0.5, P.lo, P.hi)
+    d_hi = x_mid * (1.0 - x_mid)
+    d_lo = np.minimum(P.lo * (1.0 - P.lo), P.hi * (1.0 - P.hi))
+    eye = np.eye(C, dtype=bool)[None]
+    J_lo = np.where(eye, d_lo[:, :, None], off_lo) - 8 * UNIT
+    J_hi = np.where(eye, d_hi[:, :, None], off_hi) + 8 * UNIT
+    dev = np.maximum(np.abs(J_hi - J), np.abs(J - J_lo))
+    R = sym.radius(o)
+    with np.errstate(invalid="ignore"):
+        err = np.einsum("nij,nj->ni", dev, R)
+    err = np.where(np.isfinite(err), err, np.inf)
+    G = np.einsum("nij,njs->nis", J, o.G)
+    absJ = np.abs(J)
+    rounding = 2.0 * (C + 3) * UNIT * (
+        np.einsum("nij,nj->ni", absJ, np.abs(o.G).sum(axis=-1)) + np.abs(pc)
+    ) + 8 * (C + 2) * UNIT * np.abs(pc) + (C + 1) * (o.n_symbols + 1) * TINY
+    e = np.einsum("nij,nj->ni", absJ, o.e) + err + rounding
+    lin = AffineForm(pc, G, e * (1.0 + 2.0 * (C + 3) * UNIT) + TINY)
+    mask = labels.mask
+    e_hi = mask.astype(np.float64)
+    single = mask.sum(axis=1, keepdims=True) == 1
+    e_lo = np.where(single, e_hi, 0.0)
+    label = AffineForm.hull(Interval(e_lo, e_hi), sym.size)
+    return aff.widen(aff.shift(lin, -label.c), label.e)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.interval import Interval
 
 
@@ -19,3 +20,16 @@ def forward(g: np.ndarray, c: float) -> np.ndarray:
 def interval(g: Interval, c: float) -> Interval:
     """Elementwise clipping to [-c, c] (monotone, exact)."""
     return Interval(np.clip(g.lo, -c, c), np.clip(g.hi, -c, c))
+
+
+def affine_set(g: AffineForm, c: float, sym: Symbols) -> AffineForm:
+    """Clipping of a form: unchanged where every value lies in ``[-c, c]``; elsewhere the hull of
+    the clipped values (a local error)."""
+    box = sym.bounds(g)
+    inside = (box.lo >= -c) & (box.hi <= c)
+    hull = AffineForm.hull(interval(box, c), sym.size)
+    return AffineForm(
+        np.where(inside, g.c, hull.c),
+        np.where(inside[..., None], g.G, hull.G),
+        np.where(inside, g.e, hull.e),
+    )

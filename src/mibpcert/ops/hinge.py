@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval
 from mibpcert.ops.targets import PointLabel
@@ -97,3 +98,13 @@ def output_grad_program(b: Builder, ysig: Expr, o: Expr, tag: str) -> Expr:
     margin = b.mul(ysig, o, f"m{tag}")
     s = b.indicator_le(margin, 1.0, f"hinge{tag}")
     return b.scale(b.mul(ysig, s, f"ys{tag}"), -1.0)
+
+
+# ----------------------------------------------------------------------------- affine sets
+
+
+def grad_affine_set(o: AffineForm, rng: Interval, labels: LabelSet, sym: Symbols) -> AffineForm:
+    """The gradient is piecewise constant: where the hinge is decided for every output in
+    ``rng`` (and every allowed label) it is a constant; where it is not, the hull of its values,
+    a local error. Both are the interval version on ``rng``."""
+    return AffineForm.hull(grad_interval(rng, labels), sym.size)

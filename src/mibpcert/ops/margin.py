@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mibpcert.domains import affine as aff
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval, add, prod_sum, sub
 
@@ -73,3 +75,22 @@ def program(b: Builder, out: list[Expr], cls: int) -> list[Expr]:
 def others(n_outputs: int, cls: int) -> list[int]:
     """The classes ``j`` of the margins :func:`program` returns, in order."""
     return [j for j in range(max(2, n_outputs)) if j != cls]
+
+
+# ----------------------------------------------------------------------------- affine sets
+
+
+def lower_bounds_affine_set(out: AffineForm, sym: Symbols) -> np.ndarray:
+    """(n, C) lower bounds on the margin of every class from output forms (n, C) (one output:
+    classes 0 and 1); the differences ``o_c - o_j`` keep their shared symbols."""
+    if out.shape[1] == 1:
+        b = sym.bounds(out)
+        return np.stack([-b.hi[:, 0], b.lo[:, 0]], axis=1)
+    n, C = out.shape
+    diff = aff.add(
+        AffineForm(out.c[:, :, None], out.G[:, :, None, :], out.e[:, :, None]),
+        aff.scale(AffineForm(out.c[:, None, :], out.G[:, None, :, :], out.e[:, None, :]), -1.0),
+    )
+    lo = sym.bounds(diff).lo
+    lo = np.where(np.eye(C, dtype=bool)[None], np.inf, lo)
+    return lo.min(axis=2)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mibpcert.domains import affine as aff
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval, divide, scale, sub
 from mibpcert.ops.targets import PointLabel, sign_hull
@@ -42,3 +44,12 @@ def grad_program(b: Builder, out: list[Expr], label: PointLabel, tags: list[str]
     q = len(out)
     targets = label.regression_or_signs(b)
     return [b.affine([(2.0 / q, o), (-2.0 / q, t)]) for o, t in zip(out, targets, strict=True)]
+
+
+def grad_affine_set(o: AffineForm, rng: Interval, labels: LabelSet, sym: Symbols) -> AffineForm:
+    """``2 (o - t) / q``: linear in ``o`` (exact), the targets' interval as a local error."""
+    t = labels.targets if labels.targets is not None else sign_hull(labels.mask)
+    q = o.shape[1]
+    tf = AffineForm.hull(t, sym.size)
+    diff = aff.widen(aff.shift(o, -tf.c), tf.e)
+    return aff.scale(diff, 2.0 / q)

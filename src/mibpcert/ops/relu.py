@@ -6,15 +6,19 @@ sub-gradient conventions at ``z = 0`` (the mask may be 0 or 1 there), a sound su
 * numpy: :func:`forward`, :func:`backward` (``g * ReLU'(z)``);
 * interval: :func:`interval`, :func:`deriv_interval`, :func:`mask_mul`, :func:`backward_interval`;
 * program: :func:`program` (big-M with the bounds of ``z``; a binary mask where the sign of ``z``
-  is undecided), :func:`backward_program` (mask times gradient: exact, the mask is binary).
+  is undecided), :func:`backward_program` (mask times gradient: exact, the mask is binary);
+* affine sets: :func:`affine_set` (exact where decided, a zonotope band where not),
+  :func:`backward_affine_set`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from mibpcert.domains import affine as aff
+from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
-from mibpcert.domains.interval import Interval
+from mibpcert.domains.interval import TINY, UNIT, Interval
 
 # ----------------------------------------------------------------------------- numpy
 
@@ -80,3 +84,36 @@ def program(b: Builder, z: Expr, name: str = "") -> tuple[Expr, Expr]:
 def backward_program(b: Builder, mask: Expr, g: Expr, name: str = "") -> Expr:
     """``mask * g`` (exact: the mask is binary or constant)."""
     return b.mul(mask, g, name)
+
+
+# ----------------------------------------------------------------------------- affine sets
+
+
+def affine_set(z: AffineForm, rng: Interval) -> AffineForm:
+    """``max(z, 0)`` for a form ``z`` whose values lie in ``rng``: exact where the sign is
+    decided; elsewhere the zonotope relaxation ``lam z + mu +- mu`` with ``lam = u / (u - l)``
+    (``relu(z) - lam z`` ranges over ``[0, max(-lam l, (1 - lam) u)]`` for any ``lam`` in
+    [0, 1], so ``mu`` is half of that, rounded up)."""
+    lo, hi = rng.lo, rng.hi
+    on, off = lo > 0, hi <= 0
+    open_ = ~(on | off)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lam = np.where(open_, hi / (hi - lo), np.where(on, 1.0, 0.0))
+    lam = np.clip(np.nan_to_num(lam, nan=1.0), 0.0, 1.0)
+    band = np.maximum(-lam * lo, (1.0 - lam) * hi)
+    mu = np.where(open_, 0.5 * band * (1.0 + 8 * UNIT) + TINY, 0.0)
+    out = aff.shift(aff.scale(z, lam), mu)
+    return aff.widen(out, mu)
+
+
+def backward_affine_set(g: AffineForm, rng: Interval, sym: Symbols) -> AffineForm:
+    """``g * ReLU'(z)`` for pre-activations in ``rng``: ``g`` where ``z > 0``, 0 where ``z < 0``;
+    where the sign is undecided (or ``z`` may be 0) ``g / 2`` with local error
+    ``(|c_g| + R_g) / 2``, which covers both 0 and ``g``."""
+    on = rng.lo > 0
+    off = rng.hi < 0
+    open_ = ~(on | off)
+    k = np.where(on, 1.0, np.where(open_, 0.5, 0.0))
+    out = aff.scale(g, k)
+    extra = np.where(open_, 0.5 * (np.abs(g.c) + sym.radius(g)), 0.0)
+    return aff.widen(out, extra)

@@ -4,13 +4,16 @@
 * interval: :func:`interval` -- the lower end with the upper gradient and vice versa, rounded
   outward;
 * program: :func:`program` (the updated parameter as an expression) and :func:`terms` (its
-  linear terms over the parameter and gradient variables, the per-step objectives).
+  linear terms over the parameter and gradient variables, the per-step objectives);
+* affine sets: :func:`affine_set` (linear, exact up to rounding).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from mibpcert.domains import affine as aff
+from mibpcert.domains.affine import AffineForm
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.domains.interval import Interval, scale, sub
 
@@ -33,3 +36,8 @@ def program(b: Builder, theta: Expr, grad: Expr, lr: float) -> Expr:
 def terms(lr: float) -> tuple[float, float]:
     """The coefficients of ``(theta, grad)`` in ``theta' = theta - lr grad``."""
     return 1.0, -lr
+
+
+def affine_set(theta: AffineForm, grad: AffineForm, lr: float) -> AffineForm:
+    """``theta - lr * grad`` for forms (linear: exact up to rounding)."""
+    return aff.add(theta, aff.scale(grad, -lr))
