@@ -233,8 +233,6 @@ def _box(cfg: Config) -> Config:
 
 
 def test_methods_without_sets_say_so():
-    with pytest.raises(UnsupportedError, match="affine parameter sets are available"):
-        get_method("mibp", sets="affine")
     with pytest.raises(ConfigError, match="drop --sets affine"):
         get_method("exact", sets="affine")
     with pytest.raises(ConfigError, match="unknown parameter sets"):
@@ -254,3 +252,46 @@ def test_affine_set_box_is_outward():
     box = st.box(attack)
     assert isinstance(box, Interval)
     assert box.lo[0] < 1.0 - 0.35 and box.hi[0] > 1.0 + 0.35
+
+
+def _mibp(**kw):
+    return get_method("mibp", workers=1, relax="milp", solver="highs", sets="affine", **kw)
+
+
+@pytest.mark.parametrize(
+    "threat", [dict(eps=0.05), dict(eps=0.1, k=3), dict(eps=0.05, label_k=2)]
+)
+def test_mibp_affine_sets_hold_sampled_attacks(threat):
+    p = _problem(ThreatModel(**threat), n=10, arch="2-4-1", epochs=2)
+    bounds = _mibp().bound(p)
+    assert bounds.affine is not None and bounds.affine.symbols.k == threat.get("k")
+    assert _check_samples(p, bounds, n_samples=60) <= 0.0
+    assert not bounds.warnings
+    free = get_method("interval", sets="affine").bound(p)
+    assert bounds.widths()[-1].max() <= free.widths()[-1].max() + 1e-9
+    assert all(i["remainder_max"] <= i["remainder_max_solver_free"] + 1e-12
+               for i in bounds.step_info)
+
+
+def test_mibp_affine_tightens_the_solver_free_remainder():
+    """Label flips make hinge gradients jump (a local error of the solver-free step); the
+    program's binaries decide them per attack, so the remainder ends narrower than the
+    solver-free one, and attacks still hold."""
+    p = _problem(ThreatModel(eps=0.05, label_k=2), n=10, arch="2-4-1", epochs=2)
+    bounds = _mibp().bound(p)
+    tighter = [i["remainder_max"] < 0.9 * i["remainder_max_solver_free"] for i in bounds.step_info]
+    assert any(tighter)
+    assert _check_samples(p, bounds, n_samples=80) <= 0.0
+
+
+def test_mibp_affine_resume_continues_the_sets(tmp_path):
+    p2 = _problem(ThreatModel(eps=0.05), n=8, arch="2-3-1", epochs=1)
+    p3 = _problem(ThreatModel(eps=0.05), n=8, arch="2-3-1", epochs=2)
+    _mibp(out_dir=tmp_path).bound(p2)
+    resumed = _mibp(out_dir=tmp_path, resume=True).bound(p3)
+    fresh = _mibp().bound(p3)
+    np.testing.assert_allclose(resumed.affine.rho, fresh.affine.rho, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(resumed.lower, fresh.lower, rtol=1e-9, atol=1e-12)
+    with pytest.raises(Exception, match="different problem"):
+        get_method("mibp", workers=1, relax="milp", solver="highs", out_dir=tmp_path,
+                   resume=True).bound(p3)

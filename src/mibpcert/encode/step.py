@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mibpcert.domains.affine import SymbolSet
 from mibpcert.domains.builder import Builder, Expr
-from mibpcert.domains.interval import Interval
+from mibpcert.domains.interval import UNIT, Interval
 from mibpcert.domains.program import Formulation, LinearObjective, fold_min_max
 from mibpcert.encode.network import Layers, forward_exprs, parameter_exprs
 from mibpcert.encode.poison import PoisonVars, poison_vars
@@ -71,6 +72,85 @@ class StepEncoding:
         min of parameter j, ``2 j + 1`` its max)."""
         m = len(self.theta_vars)
         return [self.objective(j, s) for j in range(m) for s in ("min", "max")]
+
+    def tie_affine_set(
+        self,
+        attack: SymbolSet,
+        c: np.ndarray,
+        G: np.ndarray,
+        rho: np.ndarray,
+        G_next: np.ndarray,
+        basis: np.ndarray | None = None,
+    ) -> list[LinearObjective]:
+        """Tie the step's parameters to the attack symbols that build its poisoned inputs, and
+        return the residual objectives of the next set.
+
+        Adds one variable ``u_k`` in [-1, 1] per attack symbol, with ``rad_k u_k = x'_k -
+        mid_k`` where the batch holds the symbol's point (elsewhere ``u_k`` is free), and one
+        ranged row per parameter, ``c_j - rho_j <= theta_j - G_j u <= c_j + rho_j``: the
+        parameters' affine set with the *same* attack as the inputs. The objectives (``2 j``
+        min, ``2 j + 1`` max) are ``theta'_j - G_next_j u``: their bounds, less the next centre,
+        are the next remainder.
+
+        ``basis`` (K x r, orthonormal columns): the rows use ``z = basis^T u`` (r more variables
+        and rows) and ``G basis`` instead of ``G``; the part of ``G`` outside the basis goes to
+        the rows' ranges by its exact range over the attack set (sound), and ``G_next`` must lie
+        in the basis' span (the caller projects it).
+        """
+        f = self.formulation
+        K = attack.size
+        rows_of = {int(i): row for i, row in self.poison.inputs.items()}
+        u = np.empty(K, dtype=np.int64)
+        for k in range(K):
+            u[k] = f.add_var(-1.0, 1.0, "C", f"u{attack.point[k]}_{attack.feature[k]}")
+            row = rows_of.get(int(attack.point[k]))
+            if row is None or attack.rad[k] == 0:
+                continue
+            e = row[int(attack.feature[k])]
+            # rad u - x' = -mid, with x' = const + sum coef * var
+            f.add_row(
+                [u[k], *e.idx],
+                [float(attack.rad[k]), *(-a for a in e.coef)],
+                e.const - float(attack.mid[k]),
+                e.const - float(attack.mid[k]),
+            )
+        if basis is None:
+            cols, coef, coef_next, extra = u, G, G_next, np.zeros(len(c))
+        else:
+            r = basis.shape[1]
+            cols = np.empty(r, dtype=np.int64)
+            for q in range(r):  # z_q = basis_q . u (|z_q| <= sum |basis_q|)
+                bound = float(np.abs(basis[:, q]).sum()) * (1.0 + 4 * UNIT)
+                cols[q] = f.add_var(-bound, bound, "C", f"z{q}")
+                nz = basis[:, q] != 0
+                f.add_row([cols[q], *u[nz]], [1.0, *(-basis[nz, q])], 0.0, 0.0)
+            coef = G @ basis
+            lo, hi = attack.range(G - coef @ basis.T)
+            extra = np.maximum(np.abs(lo), np.abs(hi))
+            # z = basis^T u holds in the program; the float coef = G basis differs from the real
+            # one by at most 2 (K + 2) eps |G| |basis| per entry, times |z_q| <= sum |basis_q|
+            zmax = np.abs(basis).sum(axis=0)
+            extra = extra + 2 * (K + 2) * UNIT * ((np.abs(G) @ np.abs(basis)) @ zmax)
+            coef_next = G_next @ basis
+        for j, tv in enumerate(self.theta_vars):
+            band = float(rho[j] + extra[j])
+            keep = coef[j] != 0
+            f.add_row(
+                [int(tv), *cols[keep]],
+                [1.0, *(-coef[j, keep])],
+                float(np.nextafter(c[j] - band, -np.inf)),
+                float(np.nextafter(c[j] + band, np.inf)),
+            )
+        objectives = []
+        for j in range(len(self.theta_vars)):
+            keep = coef_next[j] != 0
+            idx = np.array([self.theta_vars[j], self.grad_vars[j], *cols[keep]])
+            cf = np.array([*sgd.terms(self.lr), *(-coef_next[j, keep])])
+            for sense in ("min", "max"):
+                objectives.append(
+                    LinearObjective(idx, cf, 0.0, sense, f"{sense} residual {self.names[j]}")
+                )
+        return objectives
 
     #: fold the certified bounds of solved objectives into the next box (see
     #: :func:`~mibpcert.domains.program.fold_min_max`: objective ``2 j`` / ``2 j + 1`` is the min

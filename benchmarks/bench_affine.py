@@ -1,0 +1,210 @@
+"""Benchmark of affine parameter sets (``--sets affine``) against boxes, with attacks as inner
+bounds.
+
+Settings (seeds 0..S-1 set the data split and the initialisation; every method sees the same
+training run):
+
+* ``moons``: the bench_mibp setting -- Two-Moons 100 train / 200 test, noise 0.1, 2-10-1 ReLU,
+  full batch, lr 0.1, 10 epochs, eps on every training point; loss ``hinge`` or ``bce``;
+* ``pretrained``: the same, started from 200 clean epochs (lr 0.5) on a separate trusted draw of
+  100 points (data seed 1000 + seed), as in bench_mibp's pretrained section;
+* ``iris-binary``: versicolor vs virginica, standardised, 4-5-1, hinge, lr 0.1, 10 epochs;
+* ``deep``: Two-Moons as above with a 6-hidden-layer width-5 net (2-5-5-5-5-5-5-1).
+
+Methods: ``interval`` and ``agt`` with ``box`` and ``affine`` sets (no solver), and the
+linearised attacks (``mibpcert.attacks.attack_targets``): one replayed attack per parameter,
+sense and epoch and per test point, whose reached spread is the "attained" width (a lower bound
+on the truth) and whose margins give the attacked accuracy.
+
+Columns: certified / nominal / attacked accuracy (mean ± std over seeds), final max width
+(median), final max width / attained max width (median over seeds), (parameter, step) widths
+that shrank from one step to the next (mean per run), seconds per epoch (median), and the
+sampling self-check of the affine sets (``|theta_t - c_t - G_t u*| <= rho_t`` for sampled attacks
+at every step; ``ok`` or the number of violations). Writes the section ``bench_affine`` of
+docs/results.md.
+
+Usage::
+
+    python benchmarks/bench_affine.py [--seeds 3] [--settings moons pretrained iris-binary deep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from _common import header_lines, pm, update_results
+from mibpcert import Config
+from mibpcert.attacks import TestObjective, attack_targets
+from mibpcert.data import load_dataset
+from mibpcert.model import Architecture, TrainingRecipe, init_params
+from mibpcert.model.trainer import train
+from mibpcert.pipeline import build_problem, certify_problem, method_options
+
+#: (setting, loss, eps) cells of the default grid
+GRID = [
+    ("moons", "hinge", 0.001),
+    ("moons", "hinge", 0.01),
+    ("moons", "bce", 0.01),
+    ("pretrained", "hinge", 0.001),
+    ("pretrained", "hinge", 0.01),
+    ("iris-binary", "hinge", 0.3),
+    ("deep", "hinge", 0.001),
+]
+METHODS = [("interval", "box"), ("interval", "affine"), ("agt", "box"), ("agt", "affine")]
+
+
+def pretrained_init(seed: int, tmp: Path) -> str:
+    path = tmp / f"pretrained_{seed}.npz"
+    if not path.exists():
+        arch = Architecture.parse("2-10-1")
+        clean = load_dataset("moons", n_train=100, n_test=1, noise=0.1, seed=1000 + seed)
+        rec = TrainingRecipe(lr=0.5, epochs=200)
+        theta = train(arch, rec, clean.X_train, clean.y_train, init_params(arch, seed)).final
+        np.savez(path, theta=theta)
+    return str(path)
+
+
+def config(setting: str, loss: str, eps: float, seed: int, tmp: Path) -> Config:
+    cfg = Config()
+    cfg.data.seed = cfg.model.init_seed = seed
+    cfg.training.loss, cfg.threat.eps = loss, eps
+    if setting == "pretrained":
+        cfg.model.init_file = pretrained_init(seed, tmp)
+    elif setting == "iris-binary":
+        cfg.data.dataset, cfg.data.standardize, cfg.model.arch = "iris-binary", True, "4-5-1"
+    elif setting == "deep":
+        cfg.model.arch = "2-5-5-5-5-5-5-1"
+    return cfg
+
+
+def attained(problem) -> tuple[np.ndarray, float, float]:
+    """Per-epoch attained max width, attacked accuracy and nominal accuracy."""
+    per_epoch = problem.recipe.steps_per_epoch(problem.data.n_train)
+    epochs = problem.recipe.epochs
+    n_theta = (epochs + 1) * problem.arch.n_params
+    margin = TestObjective("margin")
+
+    def targets(tr):
+        theta = tr.thetas[::per_epoch].ravel()
+        return np.concatenate([theta, theta, margin.margins(problem, tr.final)])
+
+    n_test = len(problem.data.X_test)
+    senses = ["max"] * n_theta + ["min"] * (n_theta + n_test)
+    clean, reached = attack_targets(problem, targets, senses)
+    hi, lo, mg = reached[:n_theta], reached[n_theta : 2 * n_theta], reached[2 * n_theta :]
+    widths = (hi - lo).reshape(epochs + 1, -1).max(axis=1)
+    return widths, float(np.mean(mg > 0)), float(np.mean(clean[2 * n_theta :] > 0))
+
+
+def self_check(problem, bounds, samples: int = 64) -> int:
+    """Sampled attacks that leave an affine set (or a box) at some step."""
+    rng = np.random.default_rng(7)
+    bad = 0
+    traj = bounds.affine
+    for _ in range(samples):
+        X, y = problem.threat.sample(problem.data.X_train, problem.data.y_train, rng,
+                                     vertex_prob=0.8)
+        thetas = problem.train_poisoned(X, y).thetas
+        out = not bounds.contains(thetas).all()
+        if traj is not None:
+            out |= bool((traj.residuals(thetas, traj.symbols.coordinates(X)) > 0).any())
+        bad += int(out)
+    return bad
+
+
+def run_cell(setting: str, loss: str, eps: float, seeds: int, tmp: Path) -> list[dict]:
+    rows = {f"{m} {s}": [] for m, s in METHODS}
+    rows["attack (inner)"] = []
+    for seed in range(seeds):
+        base = config(setting, loss, eps, seed, tmp)
+        problem = build_problem(base)
+        att_widths, attacked, nominal = attained(problem)
+        rows["attack (inner)"].append(
+            dict(certified=None, nominal=nominal, attacked=attacked, width=att_widths[-1],
+                 ratio=1.0, shrink=None, s_epoch=None, check=None)
+        )
+        for method, sets in METHODS:
+            cfg = config(setting, loss, eps, seed, tmp)
+            cfg.method.name, cfg.method.sets = method, sets
+            t0 = time.perf_counter()
+            res = certify_problem(problem, method, options=method_options(cfg))
+            secs = time.perf_counter() - t0
+            w = res.bounds.widths()
+            shrink = int(np.sum(w[1:] < w[:-1] - 1e-15))
+            rows[f"{method} {sets}"].append(
+                dict(
+                    certified=res.metrics["certified_accuracy"],
+                    nominal=res.metrics["nominal_accuracy"],
+                    attacked=None,
+                    width=float(w[-1].max()),
+                    ratio=float(w[-1].max() / max(att_widths[-1], 1e-300)),
+                    shrink=shrink,
+                    s_epoch=res.metrics["seconds_per_epoch"],
+                    total=secs,
+                    check=self_check(problem, res.bounds) if sets == "affine" else None,
+                )
+            )
+    out = []
+    def col(rs: list[dict], key: str, fmt: str = "{:.3g}") -> str:
+        vals = [r[key] for r in rs if r.get(key) is not None]
+        return fmt.format(float(np.median(vals))) if vals else "-"
+
+    for label, rs in rows.items():
+        cert = [r["certified"] for r in rs if r["certified"] is not None]
+        att = [r["attacked"] for r in rs if r["attacked"] is not None]
+        checks = [r["check"] for r in rs if r["check"] is not None]
+        shrinks = [r["shrink"] for r in rs if r["shrink"] is not None]
+        out.append(
+            {
+                "setting": setting,
+                "loss": loss,
+                "eps": f"{eps:g}",
+                "method / sets": label,
+                "seeds": len(rs),
+                "nominal (%)": pm([r["nominal"] for r in rs]),
+                "certified (%)": pm(cert) if cert else "-",
+                "attacked (%)": pm(att) if att else "-",
+                "final max width": col(rs, "width"),
+                "width / attained": col(rs, "ratio", "{:.2f}"),
+                "shrunk (param, step)": f"{np.mean(shrinks):.1f}" if shrinks else "-",
+                "s/epoch": col(rs, "s_epoch"),
+                "self-check": "-" if not checks else (str(sum(checks)) if sum(checks) else "ok"),
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--settings", nargs="+", default=sorted({g[0] for g in GRID}))
+    ap.add_argument("--section", default="bench_affine")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting, loss, eps in GRID:
+            if setting not in args.settings:
+                continue
+            cell = run_cell(setting, loss, eps, args.seeds, Path(tmp))
+            rows += cell
+            print(tabulate([list(r.values()) for r in cell], headers=list(cell[0]),
+                           tablefmt="simple", disable_numparse=True), flush=True)
+    table = tabulate([list(r.values()) for r in rows], headers=list(rows[0]), tablefmt="github",
+                     disable_numparse=True)
+    lines = header_lines("bench_affine.py", "bench_affine: affine parameter sets vs boxes")
+    lines += [f"* runtime: {time.perf_counter() - t0:.0f} s", "", table, ""]
+    update_results(args.section, "\n".join(lines))
+    print(f"\nwrote section {args.section} of docs/results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
