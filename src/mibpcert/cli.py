@@ -21,6 +21,7 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ),
     ("--n-train", "data.n_train", int, "training points (moons default 100)"),
     ("--n-test", "data.n_test", int, "test points (moons default 200)"),
+    ("--n-val", "data.n_val", int, "clean validation points, taken from the test points"),
     ("--noise", "data.noise", float, "moons noise (default 0.1)"),
     ("--data-seed", "data.seed", int, "seed of the dataset / split"),
     ("--task", "data.task", str, "classification | regression (for CSV/NPZ files)"),
@@ -39,6 +40,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--lr", "training.lr", float, "learning rate"),
     ("--epochs", "training.epochs", int, "epochs"),
     ("--steps", "training.steps", int, "gradient steps (sets epochs; full batch: = epochs)"),
+    (
+        "--select-epoch",
+        "training.select_epoch",
+        str,
+        "last (default) | best-val: the epoch with the best certified validation accuracy",
+    ),
     ("--batch-size", "training.batch_size", int, "batch size (default: full batch)"),
     ("--seed", "training.seed", int, "seed of the batch order"),
     ("--lr-schedule", "training.lr_schedule", str, "constant | inverse | exponential"),
@@ -292,6 +299,7 @@ def _certify(args: argparse.Namespace) -> int:
             config=cfg.to_dict(),
             options=options,
             test_mip=cfg.method.test_mip,
+            select_epoch=cfg.training.select_epoch,
         )
     finally:
         bar.close()

@@ -3,10 +3,12 @@
 Sections and keys (all optional; defaults give the built-in Two-Moons run)::
 
     [data]      dataset, n_train, n_test, noise, seed, standardize, test_fraction, task,
-                label_column, test_path, poly_degree
+                label_column, test_path, poly_degree, n_val (clean validation points, taken
+                from the test pool)
     [model]     arch, init_seed, init_file
     [training]  loss, lr, epochs, batch_size, shuffle, seed, lr_schedule, lr_decay, lr_min, clip,
-                steps (gradient steps; sets epochs)
+                steps (gradient steps; sets epochs), select_epoch (last | best-val: the
+                epoch whose certified validation accuracy is highest)
     [threat]    eps, points, k, label_k, label_mode, label_eps, discrete, feature_bounds, test_eps,
                 paired
     [method]    name, sets (box | affine: interval, agt), solver, relax, time_limit, workers,
@@ -48,6 +50,7 @@ class DataConfig:
     label_column: str | None = None
     test_path: str | None = None
     poly_degree: int = 1
+    n_val: int = 0
 
 
 @dataclass
@@ -70,6 +73,7 @@ class TrainingConfig:
     lr_min: float = 0.0
     clip: float | None = None
     steps: int | None = None
+    select_epoch: str = "last"
 
 
 @dataclass

@@ -19,8 +19,10 @@ from typing import Any
 
 from mibpcert.certify.report import RunResult
 from mibpcert.certify.testtime import (
+    SELECT_EPOCH,
     certify_classification,
     certify_regression,
+    epoch_by_validation,
     merge_point_verdicts,
 )
 from mibpcert.config import Config
@@ -29,6 +31,7 @@ from mibpcert.errors import ConfigError
 from mibpcert.methods import StepCallback, get_method
 from mibpcert.model.network import Architecture, init_params, load_params
 from mibpcert.model.recipe import TrainingRecipe
+from mibpcert.model.trainer import Trajectory
 from mibpcert.problem import Problem
 from mibpcert.threat.model import DiscreteFeature, ThreatModel
 
@@ -67,6 +70,7 @@ def build_problem(cfg: Config) -> Problem:
     arch = Architecture.parse(cfg.model.arch)
     train_args = dataclasses.asdict(cfg.training)
     steps = train_args.pop("steps")
+    train_args.pop("select_epoch")
     if steps is not None:
         train_args["epochs"] = _epochs_for_steps(steps, data.n_train, train_args["batch_size"])
     recipe = TrainingRecipe(**train_args)
@@ -115,6 +119,7 @@ def certify_problem(
     config: dict | None = None,
     options: dict[str, Any] | None = None,
     test_mip: bool = False,
+    select_epoch: str = "last",
 ) -> RunResult:
     """Bound training with ``method`` and certify the test set from the final box.
 
@@ -122,7 +127,19 @@ def certify_problem(
     ``test_mip`` refines the interval test-time verdicts with one MIP per open test point, as the
     method specifies (:meth:`~mibpcert.methods.base.Method.test_mip`: ``mibp`` uses its solver,
     relax mode, test-MIP time and executor; methods without a test MIP ignore it).
+    ``select_epoch="best-val"`` certifies the test set at the epoch whose certified accuracy on
+    the clean validation split is highest (:func:`~mibpcert.certify.testtime.epoch_by_validation`);
+    the boxes and trajectory of the report then end at that epoch.
     """
+    if select_epoch not in SELECT_EPOCH:
+        raise ConfigError(
+            f"unknown select_epoch {select_epoch!r}; use one of {', '.join(SELECT_EPOCH)}."
+        )
+    if select_epoch == "best-val" and problem.data.n_val == 0:
+        raise ConfigError(
+            "select_epoch 'best-val' needs a validation split: set [data] n_val (e.g. --n-val "
+            "100), which moves that many test points into it."
+        )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     meth = get_method(method, **dict(options or {}))
@@ -133,6 +150,23 @@ def certify_problem(
     outcome = meth.run(problem, on_step=on_step)
     bounds = outcome.bounds
     timings["bounds"] = time.perf_counter() - t1
+    selection = None
+    if select_epoch == "best-val":
+        spe = problem.recipe.steps_per_epoch(problem.data.n_train)
+        epoch, curve = epoch_by_validation(
+            problem.arch,
+            bounds.lower,
+            bounds.upper,
+            bounds.affine,
+            problem.data.X_val,
+            problem.data.y_val,
+            spe,
+            problem.data.task,
+            problem.data.n_classes,
+        )
+        bounds = bounds.truncated(epoch * spe)
+        nominal = Trajectory(nominal.thetas[: epoch * spe + 1], nominal.losses[: epoch * spe])
+        selection = {"selected_epoch": epoch, "validation_curve": curve}
     t2 = time.perf_counter()
     data, threat = problem.data, problem.threat
     test_box = threat.test_box(data.X_test) if threat.test_eps > 0 else None
@@ -175,12 +209,15 @@ def certify_problem(
             test_box,
             bounds.affine,
         )
-    if outcome.point_verdicts:
+    if outcome.point_verdicts and selection is None:
         merge_point_verdicts(test, outcome.point_verdicts)
-    if outcome.worst_case_mse_bound is not None:
+    if outcome.worst_case_mse_bound is not None and selection is None:
         test.metrics["worst_case_mse_bound"] = min(
             test.metrics["worst_case_mse_bound"], outcome.worst_case_mse_bound
         )
+    if selection is not None:
+        test.metrics["selected_epoch"] = selection["selected_epoch"]
+        test.metrics["validation_certified"] = selection["validation_curve"]
     timings["test_certification"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     info: dict[str, Any] = {
@@ -240,6 +277,7 @@ def run(
         config=cfg.to_dict(),
         options=options,
         test_mip=cfg.method.test_mip,
+        select_epoch=cfg.training.select_epoch,
     )
     if out_dir is not None:
         result.save(out_dir)

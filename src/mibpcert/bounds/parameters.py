@@ -67,6 +67,22 @@ class ParameterBounds:
         """``"affine"`` or ``"box"``: what the method carried between steps."""
         return "box" if self.affine is None else "affine"
 
+    def truncated(self, t: int) -> ParameterBounds:
+        """The bounds of steps 0..t only (the run stopped after step ``t``)."""
+        from dataclasses import replace
+
+        aff = self.affine
+        if aff is not None:
+            aff = AffineTrajectory(aff.symbols, aff.c[: t + 1], aff.G[: t + 1], aff.rho[: t + 1])
+        return replace(
+            self,
+            lower=self.lower[: t + 1],
+            upper=self.upper[: t + 1],
+            step_seconds=self.step_seconds[:t],
+            step_info=self.step_info[:t],
+            affine=aff,
+        )
+
     def box(self, t: int = -1) -> Interval:
         return Interval(self.lower[t], self.upper[t])
 

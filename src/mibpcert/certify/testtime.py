@@ -58,11 +58,11 @@ class TestCertificate:
 
 
 def affine_margin_lower_bounds(
-    arch: Architecture, affine: AffineTrajectory, box: Interval, X: Interval
+    arch: Architecture, affine: AffineTrajectory, box: Interval, X: Interval, t: int = -1
 ) -> np.ndarray:
-    """(n, C) lower bounds on every class's margin for every parameter vector of the final
-    affine set (``box`` holds them too: its interval ranges are intersected)."""
-    state = affine_pass.AffineSet.at(affine)
+    """(n, C) lower bounds on every class's margin for every parameter vector of the affine
+    set of step ``t`` (``box`` holds them too: its interval ranges are intersected)."""
+    state = affine_pass.AffineSet.at(affine, t)
     out, sym, rng = affine_pass.output_forms(arch, state, affine.symbols, X, box)
     if out.shape[1] == 1:
         return margin.lower_bounds_from_output(rng)
@@ -182,3 +182,47 @@ def certify_regression(
         "n_test": int(len(y)),
     }
     return TestCertificate("regression", metrics, points, output_bounds=out)
+
+
+SELECT_EPOCH = ("last", "best-val")
+
+
+def epoch_by_validation(
+    arch: Architecture,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    affine: AffineTrajectory | None,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    steps_per_epoch: int,
+    task: str,
+    n_classes: int | None,
+) -> tuple[int, list[float]]:
+    """The epoch whose certified validation accuracy is highest (regression: whose worst-case
+    validation MSE bound is lowest; ties: the latest), and the value of every epoch.
+
+    The choice depends only on clean validation data and the proven bounds, never on the
+    attacked training run, so certifying the test set at the chosen epoch is sound: the model
+    deployed is the one trained for that many epochs, whatever the attack.
+    """
+    X = Interval.point(X_val)
+    values = []
+    n_epochs = (lower.shape[0] - 1) // steps_per_epoch
+    for e in range(n_epochs + 1):
+        t = e * steps_per_epoch
+        box = Interval(lower[t], upper[t])
+        if task == "classification":
+            m = class_margin_lower_bounds(arch, box, X, int(n_classes))
+            if affine is not None:
+                m = np.maximum(m, affine_margin_lower_bounds(arch, affine, box, X, t))
+            true = m[np.arange(len(y_val)), np.asarray(y_val, dtype=np.int64)]
+            values.append(float(np.mean(true > 0)))
+        else:
+            out = network.forward(arch, box, X).output
+            y = np.asarray(y_val, dtype=np.float64).reshape(len(X_val), -1)
+            err = np.maximum(np.abs(out.lo - y), np.abs(out.hi - y))
+            values.append(-float(np.mean(err * err)))
+    best = max(range(len(values)), key=lambda e: (values[e], e))
+    if task != "classification":
+        values = [-v for v in values]
+    return best, values

@@ -35,6 +35,9 @@ class Dataset:
         class_names: original label values, index = class id (classification only).
         standardization: ``None`` or a dict with the ``mean``/``scale`` used for features (and
             ``target_mean``/``target_scale`` for standardised regression targets).
+        X_val, y_val: an optional clean validation split (``None``: none), drawn from the test
+            pool (:meth:`with_validation`), for choosing the epoch by certified validation
+            accuracy.
     """
 
     name: str
@@ -47,6 +50,8 @@ class Dataset:
     feature_names: tuple[str, ...] = ()
     class_names: tuple[str, ...] = ()
     standardization: dict | None = field(default=None, compare=False)
+    X_val: np.ndarray | None = field(default=None, compare=False)
+    y_val: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _validate_split(self)
@@ -115,6 +120,32 @@ class Dataset:
             self, X_train=expand(self.X_train), X_test=expand(self.X_test), feature_names=names
         )
 
+    @property
+    def n_val(self) -> int:
+        return 0 if self.X_val is None else int(self.X_val.shape[0])
+
+    def with_validation(self, n_val: int, seed: int = 0) -> Dataset:
+        """Copy with ``n_val`` points of the test split moved, at random (seeded), into a clean
+        validation split; the rest stays the test split."""
+        if not isinstance(n_val, (int, np.integer)) or n_val < 0:
+            raise DataError(f"n_val must be a non-negative integer, got {n_val!r}.")
+        if n_val == 0:
+            return self
+        if n_val >= self.n_test:
+            raise DataError(
+                f"n_val = {n_val} leaves no test points (the test split has {self.n_test}); "
+                "use a smaller n_val or a larger n_test."
+            )
+        order = np.random.default_rng(10_000 + int(seed)).permutation(self.n_test)
+        val, test = np.sort(order[:n_val]), np.sort(order[n_val:])
+        return replace(
+            self,
+            X_test=self.X_test[test],
+            y_test=self.y_test[test],
+            X_val=self.X_test[val],
+            y_val=self.y_test[val],
+        )
+
     def describe(self) -> dict:
         """A JSON-serialisable summary (used in reports)."""
         out = {
@@ -122,6 +153,7 @@ class Dataset:
             "task": self.task,
             "n_train": self.n_train,
             "n_test": self.n_test,
+            "n_val": self.n_val,
             "n_features": self.n_features,
             "standardized": self.standardization is not None,
         }
@@ -457,13 +489,15 @@ def load_dataset(
     label_column: str | None = None,
     test_path: str | None = None,
     poly_degree: int = 1,
+    n_val: int = 0,
 ) -> Dataset:
     """Load a built-in dataset by name, or a CSV/NPZ file by path.
 
     Built-in names: ``moons`` (defaults 100 train / 200 test, ``noise``), ``iris`` (3 classes),
     ``iris-binary`` (versicolor vs virginica), ``diabetes`` (regression), ``breast-cancer``.
     Splits are seeded with ``seed``; ``poly_degree`` > 1 expands every feature x to
-    [x, x^2, ..., x^p]; ``standardize`` then fits mean/std on the training split.
+    [x, x^2, ..., x^p]; ``standardize`` then fits mean/std on the training split; ``n_val``
+    moves that many test points into a clean validation split.
     """
     if name == "moons":
         ds = make_moons_dataset(
@@ -488,4 +522,5 @@ def load_dataset(
             ".csv or .npz file."
         )
     ds = ds.with_powers(poly_degree)
-    return ds.standardized() if standardize else ds
+    ds = ds.standardized() if standardize else ds
+    return ds.with_validation(n_val, seed)
