@@ -259,10 +259,17 @@ def _mibp(**kw):
 
 
 @pytest.mark.parametrize(
-    "threat", [dict(eps=0.05), dict(eps=0.1, k=3), dict(eps=0.05, label_k=2)]
+    "threat, recipe",
+    [
+        (dict(eps=0.05), {}),
+        (dict(eps=0.1, k=3), {}),
+        (dict(eps=0.05, label_k=2), {}),
+        (dict(eps=0.05, discrete=(DiscreteFeature(1, (0.0, 0.5)),)), dict(epochs=1)),
+        (dict(eps=0.05), dict(batch_size=4, epochs=1)),
+    ],
 )
-def test_mibp_affine_sets_hold_sampled_attacks(threat):
-    p = _problem(ThreatModel(**threat), n=10, arch="2-4-1", epochs=2)
+def test_mibp_affine_sets_hold_sampled_attacks(threat, recipe):
+    p = _problem(ThreatModel(**threat), n=10, arch="2-4-1", **{"epochs": 2, **recipe})
     bounds = _mibp().bound(p)
     assert bounds.affine is not None and bounds.affine.symbols.k == threat.get("k")
     assert _check_samples(p, bounds, n_samples=60) <= 0.0
