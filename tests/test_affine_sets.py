@@ -302,3 +302,24 @@ def test_mibp_affine_resume_continues_the_sets(tmp_path):
     with pytest.raises(Exception, match="different problem"):
         get_method("mibp", workers=1, relax="milp", solver="highs", out_dir=tmp_path,
                    resume=True).bound(p3)
+
+
+def test_sweeps_and_plots_take_affine_sets(tmp_path):
+    pytest.importorskip("matplotlib")
+    from mibpcert.certify.plots import plot_dir
+    from mibpcert.certify.report import load_report
+    from mibpcert.sweep import run_sweep
+
+    spec = {
+        "data": {"n_train": 20, "n_test": 20},
+        "training": {"epochs": 2},
+        "method": {"sets": "affine"},
+        "sweep": {"methods": ["interval", "agt"], "eps": [0.01]},
+    }
+    rows = run_sweep(spec, tmp_path)
+    assert len(rows) == 2 and all(r["nominal_inside"] for r in rows)
+    for r in rows:
+        report = load_report(tmp_path / r["dir"])
+        assert report["soundness"]["sets"] == "affine"
+        assert (tmp_path / r["dir"] / "affine_sets.npz").exists()
+    assert plot_dir(tmp_path)
