@@ -205,14 +205,28 @@ def _small_problem(eps=0.05, n=8, epochs=2):
     return Problem(data, arch, rec, ThreatModel(eps=eps), init_params(arch, 0))
 
 
-def test_mibp_keeps_interval_bounds_when_every_task_fails(monkeypatch):
+def test_mibp_stops_when_every_task_fails(monkeypatch):
+    pytest.importorskip("highspy")
+    import mibpcert.methods.mibp as mibp_mod
+    from mibpcert.errors import SolveFailureError
+
+    monkeypatch.setattr(mibp_mod, "make_executor", lambda *a, **k: _FailChunks(range(CHUNKS)))
+    problem = _small_problem()
+    m = problem.arch.n_params
+    with pytest.raises(SolveFailureError, match=rf"step 1: {2 * m} of {2 * m} solves failed"):
+        get_method("mibp", solver="highs", relax="lp", workers=1).bound(problem)
+
+
+def test_mibp_degraded_keeps_interval_bounds_when_every_task_fails(monkeypatch):
     pytest.importorskip("highspy")
     import mibpcert.methods.mibp as mibp_mod
 
     monkeypatch.setattr(mibp_mod, "make_executor", lambda *a, **k: _FailChunks(range(CHUNKS)))
     problem = _small_problem()
     m = problem.arch.n_params
-    got = get_method("mibp", solver="highs", relax="lp", workers=1).bound(problem)
+    got = get_method(
+        "mibp", solver="highs", relax="lp", workers=1, allow_degraded=True
+    ).bound(problem)
     ref = get_method("interval").bound(problem)
     np.testing.assert_array_equal(got.lower, ref.lower)
     np.testing.assert_array_equal(got.upper, ref.upper)
@@ -220,6 +234,7 @@ def test_mibp_keeps_interval_bounds_when_every_task_fails(monkeypatch):
     for info in got.step_info:
         assert info["statuses"] == {"error": 2 * m}
         assert info["fallbacks"] == 2 * m and info["task_failures"] == 2 * m
+        assert info["failed_solves"] == 2 * m
     assert len(got.warnings) == problem.n_steps
     assert "lost with their task" in got.warnings[0]
 

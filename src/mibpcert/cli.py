@@ -109,6 +109,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ),
     ("--executor", "method.executor", str, "mibp: process (default) | inprocess | ray"),
     ("--ray-address", "method.ray_address", str, "mibp: Ray cluster to use (default: local Ray)"),
+    (
+        "--solver-log",
+        "method.solver_log",
+        str,
+        "mibp, exact: append every solver's log to this file (never printed on stdout)",
+    ),
     ("--out", "output.dir", str, "output directory (report.json, boxes.npz)"),
 ]
 
@@ -130,6 +136,12 @@ _SWITCHES: list[tuple[str, str, bool, str]] = [
         "mibp: continue an interrupted run from its checkpoint in --out",
     ),
     ("--no-lp-first", "method.lp_first", False, "mibp: no LP pass before exact/milp solves"),
+    (
+        "--allow-degraded",
+        "method.allow_degraded",
+        True,
+        "mibp, exact: go on when over a quarter of a step's solves fail (report marked degraded)",
+    ),
     ("--no-tighten", "method.tighten", False, "exact: no LP bound tightening per step"),
     ("--no-heuristic", "method.heuristic", False, "exact: no primal heuristic / start solution"),
     (
@@ -257,11 +269,13 @@ def _plot(args: argparse.Namespace) -> int:
 def _certify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from mibpcert.certify.report import check_output_dir
     from mibpcert.pipeline import build_problem, certify_problem, method_options
 
     cfg = load_config(args.config) if args.config else Config()
     overrides = {k: v for k, v in vars(args).items() if "." in k}
     cfg = cfg.override(overrides)
+    check_output_dir(cfg.output.dir)  # before any compute: a bad --out fails now
     problem = build_problem(cfg)
     bar = tqdm(
         total=problem.n_steps,
@@ -300,6 +314,7 @@ def _certify(args: argparse.Namespace) -> int:
             options=options,
             test_mip=cfg.method.test_mip,
             select_epoch=cfg.training.select_epoch,
+            solver_log=cfg.method.solver_log,
         )
     finally:
         bar.close()
@@ -311,6 +326,12 @@ def _certify(args: argparse.Namespace) -> int:
         print()
     where = sys.stderr if args.json else sys.stdout
     print(f"report: {paths['report']}\nboxes:  {paths['boxes']}", file=where)
+    if result.degraded:
+        print(
+            f"mibpcert: warning: DEGRADED run: {result.failed_solves} solve(s) failed; their "
+            "bounds fell back to weaker proven ones (see the report's warnings)",
+            file=sys.stderr,
+        )
     return 0 if result.nominal_inside else 3
 
 

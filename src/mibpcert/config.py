@@ -111,6 +111,8 @@ class MethodConfig:
     heuristic: bool = True
     heuristic_time: float | None = None
     form: str = "auto"
+    allow_degraded: bool = False
+    solver_log: str | None = None
 
 
 @dataclass

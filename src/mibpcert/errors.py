@@ -29,3 +29,13 @@ class ThreatModelError(MibpcertError, ValueError):
 
 class UnsupportedError(MibpcertError, NotImplementedError):
     """A method cannot handle a requested feature (loss, threat-model part, model type)."""
+
+
+class SolveFailureError(MibpcertError, RuntimeError):
+    """Too many of a step's solves failed (the solver raised, or their worker died) for the
+    result to be the method's own: the run stops instead of returning fallback bounds that look
+    like a solver result (``allow_degraded`` continues and marks the report ``degraded``)."""
+
+
+class CheckpointError(MibpcertError, ValueError):
+    """A checkpoint file is corrupted, foreign, or from another configuration or version."""

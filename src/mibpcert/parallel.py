@@ -3,8 +3,11 @@
 Three executors, chosen with :func:`make_executor` (``kind``):
 
 * ``"inprocess"`` (:class:`InProcess`): every task here, one after another;
-* ``"process"`` (:class:`ProcessPool`, the default): a pool of local worker processes (spawned,
-  so no solver state is inherited);
+* ``"process"`` (:class:`ProcessPool`, the default): a pool of local worker processes (joblib's
+  loky executor: fresh interpreters, so no solver state is inherited, and no
+  ``if __name__ == "__main__":`` guard is needed in a plain script, a notebook or ``python -c``);
+  every worker ends within about a second when its parent process dies, even by SIGKILL
+  (:func:`_watch_parent`);
 * ``"ray"`` (:class:`RayExecutor`): Ray tasks on a local Ray runtime or on a cluster
   (``pip install 'mibpcert[ray]'``; Ray is imported only when such an executor is created).
 
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any, Protocol
 
 from mibpcert.errors import ConfigError, UnsupportedError
@@ -118,6 +122,34 @@ class InProcess(_Base):
         return out
 
 
+#: seconds between two checks of a worker's watchdog that its parent is still alive
+PARENT_POLL = 0.25
+
+
+def _parent_alive(parent: int) -> bool:
+    if os.getppid() != parent:  # re-parented: the parent died
+        return False
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - alive, owned by someone else
+        return True
+    return True
+
+
+def _watch_parent(parent: int, poll: float = PARENT_POLL) -> None:
+    """Worker initialiser: a daemon thread that ends this process as soon as ``parent`` is gone
+    (the parent was killed, even by SIGKILL, which runs no clean-up of its own)."""
+
+    def watch() -> None:
+        while _parent_alive(parent):
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mibpcert-parent-watchdog", daemon=True).start()
+
+
 class ProcessPool(_Base):
     """A pool of ``workers`` spawned processes, created lazily and reused until ``close``.
 
@@ -132,16 +164,20 @@ class ProcessPool(_Base):
     def __init__(self, workers: int, retries: int = 2) -> None:
         self.workers = max(1, int(workers))
         self.retries = max(0, int(retries))
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Any = None
 
-    def _get_pool(self) -> ProcessPoolExecutor:
+    def _get_pool(self):
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            from joblib.externals.loky import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(
+                self.workers, initializer=_watch_parent, initargs=(os.getpid(),)
+            )
         return self._pool
 
     def _drop_pool(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True, kill_workers=True)
             self._pool = None
 
     def _run(self, fn, tasks, which, on_finish) -> dict[int, BaseException]:
@@ -211,10 +247,14 @@ class ProcessPool(_Base):
                 broke = any(isinstance(e, BrokenProcessPool) for e in errors.values())
         return out
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """End the workers (``kill``: at once, without waiting for running tasks)."""
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.shutdown(wait=True, kill_workers=kill)
             self._pool = None
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(kill=exc_type is not None)  # an error or Ctrl-C: do not wait for the tasks
 
 
 class RayExecutor(_Base):

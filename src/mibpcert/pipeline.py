@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mibpcert.certify.report import RunResult
+from mibpcert.certify.report import RunResult, check_output_dir
 from mibpcert.certify.testtime import (
     SELECT_EPOCH,
     certify_classification,
@@ -120,6 +120,7 @@ def certify_problem(
     options: dict[str, Any] | None = None,
     test_mip: bool = False,
     select_epoch: str = "last",
+    solver_log: str | Path | None = None,
 ) -> RunResult:
     """Bound training with ``method`` and certify the test set from the final box.
 
@@ -129,8 +130,24 @@ def certify_problem(
     relax mode, test-MIP time and executor; methods without a test MIP ignore it).
     ``select_epoch="best-val"`` certifies the test set at the epoch whose certified accuracy on
     the clean validation split is highest (:func:`~mibpcert.certify.testtime.epoch_by_validation`);
-    the boxes and trajectory of the report then end at that epoch.
+    the boxes and trajectory of the report then end at that epoch. ``solver_log``: append
+    every solver's log to this file (solver output never goes to stdout).
     """
+    from mibpcert.solvers.tasks import solver_log as log_to
+
+    with log_to(solver_log):
+        return _certify_problem(problem, method, on_step, config, options, test_mip, select_epoch)
+
+
+def _certify_problem(
+    problem: Problem,
+    method: str,
+    on_step: StepCallback | None,
+    config: dict | None,
+    options: dict[str, Any] | None,
+    test_mip: bool,
+    select_epoch: str,
+) -> RunResult:
     if select_epoch not in SELECT_EPOCH:
         raise ConfigError(
             f"unknown select_epoch {select_epoch!r}; use one of {', '.join(SELECT_EPOCH)}."
@@ -198,6 +215,7 @@ def certify_problem(
                     spec.relax,
                     spec.time_limit,
                     executor,
+                    spec.allow_degraded,
                 )
     else:
         test = certify_regression(
@@ -268,6 +286,8 @@ def run(
     total)`` is given to methods that report solver progress (``mibp``) and ignored by others.
     """
     cfg = config or Config()
+    if out_dir is not None:
+        check_output_dir(out_dir)  # before any compute
     problem = build_problem(cfg)
     options = method_options(cfg, out_dir, on_solves=on_solves)
     result = certify_problem(
@@ -278,6 +298,7 @@ def run(
         options=options,
         test_mip=cfg.method.test_mip,
         select_epoch=cfg.training.select_epoch,
+        solver_log=cfg.method.solver_log,
     )
     if out_dir is not None:
         result.save(out_dir)

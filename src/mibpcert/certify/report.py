@@ -35,6 +35,38 @@ def versions() -> dict:
     }
 
 
+def check_output_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a path after checking, before any compute, that the run can write there:
+    it is a directory or can be created, and a file can be written in it. Raises
+    :class:`~mibpcert.errors.ConfigError` (one line: which path, what is wrong, how to fix)."""
+    import tempfile
+
+    from mibpcert.errors import ConfigError
+
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"output directory {str(out)!r} is an existing file; pass another --out (or delete "
+            "the file)."
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create output directory {str(out)!r} ({exc.strerror or exc}); pass an "
+            "--out in a writable place."
+        ) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".mibpcert-write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"output directory {str(out)!r} is not writable ({exc.strerror or exc}); pass an "
+            "--out in a writable place or fix its permissions."
+        ) from None
+    return out
+
+
 @dataclass
 class RunResult:
     """Everything one certification run produced.
@@ -88,6 +120,19 @@ class RunResult:
         return bool(np.all(ok | ~finite))
 
     @property
+    def failed_solves(self) -> int:
+        """Solves of this run that failed (solver error, or lost with their worker): their
+        coordinates or points kept an earlier, weaker proven bound."""
+        n = sum(int(s.get("failed_solves", 0) or 0) for s in self.bounds.step_info)
+        n += int(self.test.metrics.get("mip_failed_solves", 0) or 0)
+        return n + int(self.method_metrics.get("failed_solves", 0) or 0)
+
+    @property
+    def degraded(self) -> bool:
+        """Some solves failed: the bounds are sound, but partly fallbacks, not the method's own."""
+        return self.failed_solves > 0
+
+    @property
     def metrics(self) -> dict:
         widths = self.bounds.widths()
         m = dict(self.test.metrics)
@@ -99,6 +144,8 @@ class RunResult:
             }
         )
         m.update(self.method_metrics)
+        m["failed_solves"] = self.failed_solves
+        m["degraded"] = self.degraded
         return m
 
     @property
@@ -136,6 +183,8 @@ class RunResult:
                 "relaxations": list(self.bounds.notes),
                 "sets": self.bounds.sets,
                 "nominal_inside_boxes": self.nominal_inside,
+                "degraded": self.degraded,
+                "failed_solves": self.failed_solves,
             },
             "warnings": list(self.warnings),
             "timings": self.timings,
@@ -171,8 +220,16 @@ class RunResult:
 
         p = self.problem
         m = self.metrics
-        rows = [
-            ("method", self.bounds.method),
+        rows = [("method", self.bounds.method)]
+        if self.degraded:
+            rows.append(
+                (
+                    "DEGRADED",
+                    f"{self.failed_solves} solve(s) failed; those bounds fell back to weaker "
+                    "proven ones (sound, but not the method's own result)",
+                )
+            )
+        rows += [
             (
                 "dataset",
                 f"{p['data']['name']} ({p['data']['n_train']} train / {p['data']['n_test']} test)",

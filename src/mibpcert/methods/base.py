@@ -53,6 +53,8 @@ class TestMIP:
     workers: int | None = None
     executor: str = "process"
     ray_address: str | None = None
+    #: continue when too many margin solves fail (else :class:`SolveFailureError`)
+    allow_degraded: bool = False
 
 
 @dataclass

@@ -112,7 +112,10 @@ class ExactMethod:
         on_point: Callable[[int, int], None] | None = None,
         seed: int = 0,
         sets: str = "box",
+        allow_degraded: bool = False,
     ) -> None:
+        #: continue (report marked degraded) when too many per-point margin solves fail
+        self.allow_degraded = bool(allow_degraded)
         if check_sets(sets) != "box":
             raise ConfigError(
                 "method 'exact' keeps every step in one program (no set between steps); drop "

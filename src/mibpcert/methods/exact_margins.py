@@ -25,7 +25,7 @@ from mibpcert.encode.unroll import TrainingProgram
 from mibpcert.parallel import TaskFailure
 from mibpcert.problem import Problem
 from mibpcert.solvers.results import relative_gap
-from mibpcert.solvers.tasks import SolveTask, failed_results, solve_task
+from mibpcert.solvers.tasks import SolveTask, check_failures, failed_results, solve_task
 from mibpcert.vocab import Provenance, Verdict
 
 
@@ -137,10 +137,15 @@ def run_margins(
             method.on_point(done, len(tasks))
 
     results = executor.map(solve_task, tasks, on_result=on_result)
+    results = [
+        failed_results(task.objectives, res.message) if isinstance(res, TaskFailure) else res
+        for task, res in zip(tasks, results, strict=True)
+    ]
+    failed = check_failures(
+        [r for res in results for r in res], "exact margin programs", method.allow_degraded
+    )
     statuses: Counter = Counter()
-    for p, task, res in zip(todo, tasks, results, strict=True):
-        if isinstance(res, TaskFailure):
-            res = failed_results(task.objectives, res.message)
+    for p, res in zip(todo, results, strict=True):
         v = verdicts[p]
         objective = TestObjective("margin", p)
         primals = [r.primal for r in res if r.primal is not None]
@@ -189,6 +194,7 @@ def run_margins(
         "exact_not_certified": counts.get(Verdict.NOT_CERTIFIED, 0),
         "exact_unknown": counts.get(Verdict.UNKNOWN, 0),
         "exact_solved": len(todo),
+        "failed_solves": failed,
     }
     section = {
         **metrics,

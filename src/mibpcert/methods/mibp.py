@@ -38,7 +38,7 @@ import numpy as np
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.domains.interval import Interval
 from mibpcert.encode.step import check_supported, encode_step
-from mibpcert.errors import ConfigError, MibpcertError
+from mibpcert.errors import CheckpointError, ConfigError
 from mibpcert.methods import mibp_affine
 from mibpcert.methods.agt import reference_step
 from mibpcert.methods.base import (
@@ -53,7 +53,7 @@ from mibpcert.ops import sgd
 from mibpcert.ops.loss import encode_targets
 from mibpcert.parallel import check_kind, make_executor
 from mibpcert.problem import Problem
-from mibpcert.solvers.tasks import solve_many
+from mibpcert.solvers.tasks import check_failures, solve_many
 from mibpcert.vocab import RelaxMode, Status
 
 CHECKPOINT_FILE = "mibp_checkpoint.npz"
@@ -99,8 +99,12 @@ class MIBPMethod(BoxMethod):
         ray_address: str | None = None,
         test_mip_time: float | None = None,
         sets: str = "box",
+        allow_degraded: bool = False,
     ) -> None:
         check_kind(executor)
+        #: continue (and mark the report degraded) when more than
+        #: :data:`~mibpcert.solvers.tasks.MAX_FAILED_SHARE` of a step's solves fail
+        self.allow_degraded = bool(allow_degraded)
         #: ``box``, or ``affine``: each step's program is tied to the affine set of the
         #: parameters over the attack symbols, and bounds the next set's remainder
         self.sets = check_sets(sets)
@@ -151,6 +155,7 @@ class MIBPMethod(BoxMethod):
             self.workers,
             self.executor,
             self.ray_address,
+            self.allow_degraded,
         )
 
     def check(self, problem: Problem) -> list[str]:
@@ -304,8 +309,11 @@ class MIBPMethod(BoxMethod):
         pending = list(range(len(objectives)))
         stats: dict = {"model": enc.formulation.stats()}
 
+        every: list = []
+
         def apply(which: list[int], results: list) -> None:
             nonlocal fallbacks, task_failures
+            every.extend(results)
             for r in results:
                 statuses[r.status] += 1
                 task_failures += int(r.lost)
@@ -346,6 +354,7 @@ class MIBPMethod(BoxMethod):
             )
             apply(pending, res)
         stats[f"{relax}_solves"] = len(pending)
+        stats["failed_solves"] = check_failures(every, f"step {step + 1}", self.allow_degraded)
         if self.on_solves is not None:
             self.on_solves(total, total)
         crossed = lo > hi
@@ -410,23 +419,69 @@ class MIBPMethod(BoxMethod):
         tmp.replace(path)
 
     def _load_checkpoint(self, fingerprint, lower, upper, seconds, info) -> int:
+        """Restore the steps a checkpoint holds; a corrupted, foreign or mismatched file gives
+        one :class:`~mibpcert.errors.CheckpointError` line naming it and how to start over."""
+        import zipfile
+
         path = self.checkpoint_dir / CHECKPOINT_FILE
         if not path.exists():
             return 0
-        with np.load(path, allow_pickle=False) as ck:
-            if str(ck["fingerprint"]) != fingerprint:
-                raise MibpcertError(
-                    f"checkpoint {str(path)!r} belongs to a different problem or method setting; "
-                    "use another output directory or drop --resume."
+        fix = (
+            "delete it (or drop --resume) to start over from step 0, or use another output "
+            "directory."
+        )
+        try:
+            with np.load(path, allow_pickle=False) as ck:
+                missing = sorted(
+                    {"fingerprint", "done", "lower", "upper", "seconds", "info"} - set(ck.files)
                 )
-            done = min(int(ck["done"]), lower.shape[0] - 1)
-            lower[: done + 1] = ck["lower"][: done + 1]
-            upper[: done + 1] = ck["upper"][: done + 1]
-            seconds.extend(float(s) for s in ck["seconds"][:done])
-            info.extend(json.loads(str(ck["info"]))[:done])
-            self._loaded_affine = (
-                {k: ck[f"affine_{k}"] for k in ("c", "G", "rho")}
-                if "affine_c" in ck.files
-                else None
+                if missing:
+                    raise CheckpointError(
+                        f"checkpoint {str(path)!r} is not a mibp checkpoint (no "
+                        f"{', '.join(missing)}); {fix}"
+                    )
+                if str(ck["fingerprint"]) != fingerprint:
+                    raise CheckpointError(
+                        f"checkpoint {str(path)!r} belongs to a different problem or method "
+                        f"setting (or an older mibpcert); {fix}"
+                    )
+                done = int(ck["done"])
+                ck_lower, ck_upper = ck["lower"], ck["upper"]
+                ck_seconds = [float(x) for x in np.atleast_1d(ck["seconds"])]
+                ck_info = json.loads(str(ck["info"]))
+                affine = (
+                    {k: ck[f"affine_{k}"] for k in ("c", "G", "rho")}
+                    if "affine_c" in ck.files
+                    else None
+                )
+        except CheckpointError:
+            raise
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is unreadable or corrupted "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); {fix}"
+            ) from None
+        m = lower.shape[1]
+        shape_ok = (
+            0 <= done
+            and ck_lower.shape == ck_upper.shape == (done + 1, m)
+            and len(ck_seconds) >= done
+            and isinstance(ck_info, list)
+            and len(ck_info) >= done
+            and (
+                affine is None
+                or all(len(affine[k]) == done + 1 for k in ("c", "G", "rho"))
             )
+        )
+        if not shape_ok:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is inconsistent (step count or array shapes do not "
+                f"match {done} step(s) of {m} parameters); {fix}"
+            )
+        done = min(done, lower.shape[0] - 1)
+        lower[: done + 1] = ck_lower[: done + 1]
+        upper[: done + 1] = ck_upper[: done + 1]
+        seconds.extend(ck_seconds[:done])
+        info.extend(ck_info[:done])
+        self._loaded_affine = affine
         return done

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mibpcert.errors import MibpcertError
+from mibpcert.errors import CheckpointError
 from mibpcert.model.trainer import batch_gradient
 from mibpcert.ops import sgd
 from mibpcert.ops.loss import encode_targets
@@ -67,7 +67,7 @@ def start(method, problem: Problem, start: int) -> dict:
     if start:
         loaded = method._loaded_affine
         if loaded is None:
-            raise MibpcertError(
+            raise CheckpointError(
                 "the checkpoint holds no affine sets; resume with the same --sets, or "
                 "start over without --resume."
             )

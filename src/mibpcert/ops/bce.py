@@ -9,7 +9,6 @@ loss are sound relaxations, not exact.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from mibpcert.domains import affine as aff
 from mibpcert.domains.affine import AffineForm, Symbols
@@ -21,6 +20,13 @@ from mibpcert.threat.labels import LabelSet
 # ----------------------------------------------------------------------------- numpy
 
 
+def _expit(*args, **kwargs):
+    """``scipy.special.expit``, imported on first use (keeps ``import mibpcert`` light)."""
+    from scipy.special import expit as f
+
+    return f(*args, **kwargs)
+
+
 def value(out: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Per-sample ``softplus(o) - c o``."""
     return np.logaddexp(0.0, out[:, 0]) - t[:, 0] * out[:, 0]
@@ -28,7 +34,7 @@ def value(out: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def grad(out: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Per-sample ``sigmoid(o) - c``."""
-    return expit(out) - t
+    return _expit(out) - t
 
 
 # ----------------------------------------------------------------------------- interval
@@ -36,7 +42,7 @@ def grad(out: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def sigmoid_interval(o: Interval) -> Interval:
     """sigmoid(o), monotone; padded by 8 eps relative for libm error, clipped to [0, 1]."""
-    s_lo, s_hi = expit(o.lo), expit(o.hi)
+    s_lo, s_hi = _expit(o.lo), _expit(o.hi)
     lo = np.maximum(s_lo * (1.0 - 8 * UNIT) - TINY, 0.0)
     hi = np.minimum(s_hi * (1.0 + 8 * UNIT) + TINY, 1.0)
     return Interval(lo, hi)
@@ -95,7 +101,7 @@ def grad_program(b: Builder, out: list[Expr], label: PointLabel, tags: list[str]
 
 
 def _dsig(v: np.ndarray) -> np.ndarray:
-    s = expit(v)
+    s = _expit(v)
     return s * (1.0 - s)
 
 
@@ -106,7 +112,7 @@ def grad_affine_set(o: AffineForm, rng: Interval, labels: LabelSet, sym: Symbols
     0). The allowed labels' hull is a local error."""
     oc = o.c
     lo, hi = np.minimum(rng.lo, oc), np.maximum(rng.hi, oc)
-    sc = expit(oc)
+    sc = _expit(oc)
     lam = sc * (1.0 - sc)
     d_max = _dsig(np.clip(0.0, lo, hi)) * (1.0 + 32 * UNIT) + TINY
     d_min = np.minimum(_dsig(lo), _dsig(hi)) * (1.0 - 32 * UNIT)

@@ -8,7 +8,6 @@ bounds plus ``sum_k p_k = 1`` (sound, loose), so programs with this loss are sou
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax, softmax
 
 from mibpcert.domains import affine as aff
 from mibpcert.domains.affine import AffineForm, Symbols
@@ -20,14 +19,28 @@ from mibpcert.threat.labels import LabelSet
 # ----------------------------------------------------------------------------- numpy
 
 
+def _log_softmax(*args, **kwargs):
+    """``scipy.special.log_softmax``, imported on first use (keeps ``import mibpcert`` light)."""
+    from scipy.special import log_softmax as f
+
+    return f(*args, **kwargs)
+
+
+def _softmax(*args, **kwargs):
+    """``scipy.special.softmax``, imported on first use (keeps ``import mibpcert`` light)."""
+    from scipy.special import softmax as f
+
+    return f(*args, **kwargs)
+
+
 def value(out: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Per-sample ``logsumexp(o) - o_c``."""
-    return -log_softmax(out, axis=1)[np.arange(len(t)), t]
+    return -_log_softmax(out, axis=1)[np.arange(len(t)), t]
 
 
 def grad(out: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Per-sample ``softmax(o) - e_c``."""
-    g = softmax(out, axis=1)
+    g = _softmax(out, axis=1)
     g[np.arange(len(t)), t] -= 1.0
     return g
 
@@ -93,7 +106,7 @@ def grad_affine_set(o: AffineForm, rng: Interval, labels: LabelSet, sym: Symbols
     oc = o.c
     n, C = oc.shape
     box = Interval(np.minimum(rng.lo, oc), np.maximum(rng.hi, oc))
-    pc = softmax(oc, axis=1)
+    pc = _softmax(oc, axis=1)
     J = np.einsum("ni,ij->nij", pc, np.eye(C)) - pc[:, :, None] * pc[:, None, :]
     P = softmax_interval(box)
     off_lo = -(P.hi[:, :, None] * P.hi[:, None, :])

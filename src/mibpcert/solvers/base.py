@@ -68,8 +68,11 @@ class Session(ABC):
         gap: float,
         verbose: bool,
         options: dict[str, Any] | None = None,
+        log_file: str | None = None,
     ) -> None:
         self.backend = backend
+        #: append the solver's log to this file (never to stdout; ``None``: no log)
+        self.log_file = log_file
         self.arrays = formulation_arrays(formulation)
         self.threads = threads
         self.time_limit = time_limit
@@ -304,9 +307,12 @@ class Backend(ABC):
         gap: float,
         verbose: bool,
         options: dict[str, Any],
+        log_file: str | None = None,
     ) -> Session:
         """Build a :class:`Session` of ``session_class`` (arguments already validated)."""
-        return self.session_class(self, formulation, threads, time_limit, gap, verbose, options)
+        return self.session_class(
+            self, formulation, threads, time_limit, gap, verbose, options, log_file
+        )
 
     def session(
         self,
@@ -316,6 +322,7 @@ class Backend(ABC):
         gap: float = 0.0,
         verbose: bool = False,
         options: Mapping[str, Any] | None = None,
+        log_file: str | None = None,
     ) -> Session:
         """Build the solver model for ``formulation`` once and return a reusable session.
 
@@ -324,7 +331,8 @@ class Backend(ABC):
             threads: solver threads (ignored by single-threaded solvers).
             time_limit: default seconds per solve; ``None`` for no limit.
             gap: relative MIP gap at which a solve may stop (``0.0``: prove optimality).
-            verbose: show the solver's log.
+            verbose: show the solver's log on the console (stdout).
+            log_file: append the solver's log to this file instead (nothing on stdout).
             options: native solver options set after mibpcert's defaults (SCIP parameters,
                 HiGHS options, Gurobi parameters), e.g. ``{"solver": "ipm"}`` for HiGHS. An
                 expert hook: options that loosen tolerances also loosen the dual bounds.
@@ -343,7 +351,13 @@ class Backend(ABC):
         self.check()
         solve_capable(self, formulation)
         return self._make_session(
-            formulation, int(threads), time_limit, gap, bool(verbose), dict(options or {})
+            formulation,
+            int(threads),
+            time_limit,
+            gap,
+            bool(verbose),
+            dict(options or {}),
+            None if log_file is None else str(log_file),
         )
 
     def __repr__(self) -> str:

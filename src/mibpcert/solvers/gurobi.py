@@ -111,7 +111,11 @@ class GurobiSession(Session):
         a = self.arrays
         env = gp.Env(empty=True)
         try:
-            env.setParam("OutputFlag", 1 if self.verbose else 0)
+            if self.log_file:  # console output first off, so setting LogFile prints nothing
+                env.setParam("LogToConsole", 1 if self.verbose else 0)
+            env.setParam("OutputFlag", 1 if self.verbose or self.log_file else 0)
+            if self.log_file:
+                env.setParam("LogFile", self.log_file)
             env.start()
             model = gp.Model(env=env)
             model.Params.Threads = int(self.threads)

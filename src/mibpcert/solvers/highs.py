@@ -21,6 +21,9 @@ Notes on HiGHS's behaviour (highspy 1.15):
 from __future__ import annotations
 
 import math
+import os
+import sys
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +57,30 @@ HIGHS_STATUS: dict[str, str] = {
     "kPresolveError": Status.ERROR,
     "kPostsolveError": Status.ERROR,
 }
+
+@contextmanager
+def _stdout_silenced(active: bool = True):
+    """Point file descriptor 1 at ``/dev/null`` while the block runs (HiGHS writes its banner
+    from C++ straight to stdout when a ``Highs`` object is created, before any option can turn
+    it off); Python's own buffered stdout is flushed first, so nothing of it is lost."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
 
 _FEASIBLE_SOLUTION = 2  # info.primal_solution_status: kSolutionStatusFeasible
 
@@ -105,8 +132,12 @@ class HiGHSSession(Session):
             kint, kcont = hs.HighsVarType.kInteger, hs.HighsVarType.kContinuous
             lp.integrality_ = [kint if b else kcont for b in a.binary]
 
-        h = hs.Highs()
-        self._set(h, "output_flag", bool(self.verbose))
+        with _stdout_silenced(not self.verbose):  # HiGHS prints a banner when it is created
+            h = hs.Highs()
+        self._set(h, "output_flag", bool(self.verbose or self.log_file))
+        if self.log_file:
+            self._set(h, "log_file", self.log_file)
+            self._set(h, "log_to_console", bool(self.verbose))
         self._set(h, "threads", int(self.threads))
         self._set(h, "mip_rel_gap", float(self.gap))
         self._set(h, "mip_abs_gap", 1e-9 if self.gap == 0 else 1e-6)

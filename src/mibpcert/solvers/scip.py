@@ -94,6 +94,8 @@ class SCIPSession(Session):
         model = scip.Model()
         if not self.verbose:
             model.hideOutput()
+        if self.log_file:
+            model.setLogfile(self.log_file)
         model.setParam("limits/gap", self.gap)
         model.setParam("heuristics/lpface/freq", -1)
         for key, value in self.options.items():
