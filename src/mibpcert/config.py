@@ -246,5 +246,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"cannot parse config file {str(path)!r}: {exc}") from exc
+        what = " ".join(str(exc).split())  # YAML errors span several lines
+        raise ConfigError(f"cannot parse config file {str(path)!r}: {what}") from exc
     return raw

@@ -2,18 +2,33 @@
 
 Everything is float64. Classification labels are integers 0..C-1 (the original class names are
 kept in :attr:`Dataset.class_names`); regression targets are float64 arrays of shape (n,) or
-(n, q).
+(n, q). A user's files are read and checked by :mod:`mibpcert.data.csvfile` and
+:mod:`mibpcert.data.npzfile` (:mod:`mibpcert.data.filedata`: what they return, and the checks
+common to both); :func:`load_file` splits them and builds the :class:`Dataset`.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from mibpcert.data.csvfile import _read_csv as _read_csv
+from mibpcert.data.csvfile import _table_from_csv as _table_from_csv
+from mibpcert.data.csvfile import read_csv_file
+from mibpcert.data.filedata import (
+    CSV_SUFFIXES,
+    NPZ_SUFFIXES,
+    _split_sizes,
+    check_path,
+    check_split,
+    check_train_classes,
+    encode_labels,
+)
+from mibpcert.data.filedata import _encode_classes as _encode_classes
+from mibpcert.data.npzfile import read_npz_file
 from mibpcert.errors import DataError
 
 Task = Literal["classification", "regression"]
@@ -235,13 +250,7 @@ def _split(
     from sklearn.model_selection import train_test_split
 
     n = len(X)
-    if n_train is None and n_test is None:
-        n_test = max(1, int(round(test_fraction * n)))
-        n_train = n - n_test
-    elif n_train is None:
-        n_train = n - int(n_test)
-    elif n_test is None:
-        n_test = n - int(n_train)
+    n_train, n_test = _split_sizes(n, n_train, n_test, test_fraction)
     if n_train < 1 or n_test < 1 or n_train + n_test > n:
         raise DataError(
             f"dataset {name!r} has {n} points; cannot split into n_train={n_train} and "
@@ -262,11 +271,6 @@ def _split(
             f"n_test={n_test}: {exc}. Each split needs at least one point per class."
         ) from None
     return Xtr, Xte, ytr, yte
-
-
-def _encode_classes(y_raw: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    classes, y = np.unique(y_raw, return_inverse=True)
-    return y.astype(np.int64), tuple(str(c) for c in classes)
 
 
 def make_moons_dataset(
@@ -333,60 +337,6 @@ def _sklearn_dataset(
     )
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    try:
-        with path.open(newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    except OSError as exc:
-        raise DataError(f"cannot read CSV file {str(path)!r}: {exc}") from exc
-    if len(rows) < 2:
-        raise DataError(f"CSV file {str(path)!r} needs a header row and at least one data row.")
-    return [h.strip() for h in rows[0]], rows[1:]
-
-
-def _table_from_csv(
-    path: Path, label_column: str | None, task: Task
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    header, rows = _read_csv(path)
-    label = label_column if label_column is not None else header[-1]
-    if label not in header:
-        raise DataError(
-            f"CSV file {str(path)!r} has no column {label!r}; its columns are {header}. "
-            "Set label_column to one of them."
-        )
-    li = header.index(label)
-    feats = [h for i, h in enumerate(header) if i != li]
-    X = np.empty((len(rows), len(feats)), dtype=np.float64)
-    y_raw: list[str] = []
-    for r, row in enumerate(rows):
-        if len(row) != len(header):
-            raise DataError(
-                f"CSV file {str(path)!r}: data row {r + 1} has {len(row)} fields, "
-                f"the header has {len(header)}."
-            )
-        y_raw.append(row[li].strip())
-        for c, j in enumerate(i for i in range(len(header)) if i != li):
-            cell = row[j].strip()
-            try:
-                X[r, c] = float(cell) if cell else np.nan
-            except ValueError:
-                raise DataError(
-                    f"CSV file {str(path)!r}: data row {r + 1}, column {header[j]!r} holds "
-                    f"{cell!r}, which is not a number. Encode categorical features numerically."
-                ) from None
-    if task == "regression":
-        try:
-            y = np.asarray([float(v) for v in y_raw], dtype=np.float64)
-        except ValueError:
-            raise DataError(
-                f"CSV file {str(path)!r}: label column {label!r} is not numeric, so it cannot be "
-                "a regression target; use task='classification'."
-            ) from None
-    else:
-        y = np.asarray(y_raw, dtype=object)
-    return X, y, tuple(feats)
-
-
 def load_file(
     path: str | Path,
     *,
@@ -401,79 +351,45 @@ def load_file(
     """Load a user's dataset from CSV (header row, one label column) or NPZ.
 
     NPZ files hold either ``X`` and ``y`` (split here with ``seed``) or ``X_train``, ``y_train``,
-    ``X_test``, ``y_test``. CSV files use ``label_column`` (default: the last column); a separate
-    test file can be given with ``test_path``, otherwise the file is split with ``seed``.
+    ``X_test``, ``y_test``. CSV files use ``label_column`` (default: the last column, unless
+    another column is named ``label``, ``target``, ``class`` or ``y``: then it must be set); a
+    separate test file can be given with ``test_path``, otherwise the file is split with ``seed``
+    (stratified by class for classification). A file that cannot be used raises a
+    :class:`~mibpcert.errors.DataError` whose one-line message starts with the file name.
     """
-    path = Path(path)
     if task not in ("classification", "regression"):
         raise DataError(f"task must be 'classification' or 'regression', got {task!r}.")
-    if not path.exists():
-        raise DataError(f"data file {str(path)!r} does not exist.")
-    suffix = path.suffix.lower()
-    feature_names: tuple[str, ...]
-    if suffix == ".npz":
-        try:
-            npz = dict(np.load(path, allow_pickle=False))
-        except Exception as exc:  # numpy raises several types for corrupt files
-            raise DataError(f"cannot read NPZ file {str(path)!r}: {exc}") from exc
-        if {"X_train", "y_train", "X_test", "y_test"} <= npz.keys():
-            parts = [npz[k] for k in ("X_train", "y_train", "X_test", "y_test")]
-            presplit = True
-        elif {"X", "y"} <= npz.keys():
-            parts = [npz["X"], npz["y"]]
-            presplit = False
-        else:
-            raise DataError(
-                f"NPZ file {str(path)!r} has arrays {sorted(npz)}; it needs 'X' and 'y', or "
-                "'X_train', 'y_train', 'X_test' and 'y_test'."
-            )
-        X_all = [np.asarray(p, dtype=np.float64) if i % 2 == 0 else p for i, p in enumerate(parts)]
-        feature_names = tuple(f"x{i}" for i in range(np.atleast_2d(X_all[0]).shape[1]))
-        Xs = [np.atleast_2d(a) for a in X_all[0::2]]
-        ys = list(X_all[1::2])
-    elif suffix in (".csv", ".txt", ".tsv"):
-        X, y, feature_names = _table_from_csv(path, label_column, task)
-        if test_path is not None:
-            Xt, yt, names_t = _table_from_csv(Path(test_path), label_column, task)
-            if names_t != feature_names:
+    path = Path(path)
+    if check_path(path, "data file") in NPZ_SUFFIXES:
+        for what, value in (("test_path", test_path), ("label_column", label_column)):
+            if value is not None:
                 raise DataError(
-                    f"test file {str(test_path)!r} has columns {list(names_t)} but the training "
-                    f"file has {list(feature_names)}."
+                    f"{path}: {what} = {str(value)!r} is only for CSV files; an NPZ archive "
+                    "holds its labels in 'y' (its split in X_train, y_train, X_test, y_test); "
+                    "unset it"
                 )
-            Xs, ys, presplit = [X, Xt], [y, yt], True
-        else:
-            Xs, ys, presplit = [X], [y], False
+        fd = read_npz_file(path, task)
     else:
-        raise DataError(f"data file {str(path)!r}: unknown extension {suffix!r}; use .csv or .npz.")
-    for X in Xs:
-        _check_finite(str(path), "the feature matrix", X)
-    n_classes = None
-    class_names: tuple[str, ...] = ()
-    if task == "classification":
-        y_cat = np.concatenate([np.asarray(v).astype(str) for v in ys])
-        y_enc, class_names = _encode_classes(y_cat)
-        n_classes = len(class_names)
-        if n_classes < 2:
-            raise DataError(f"data file {str(path)!r}: classification needs >= 2 distinct labels.")
-        sizes = np.cumsum([len(v) for v in ys])[:-1]
-        ys = list(np.split(y_enc, sizes))
+        fd = read_csv_file(path, task, label_column, test_path)
+    encode_labels(fd)
+    if fd.presplit:
+        (Xtr, Xte), (ytr, yte) = fd.Xs, fd.ys
     else:
-        ys = [np.asarray(v, dtype=np.float64) for v in ys]
-    if presplit:
-        Xtr, Xte = Xs
-        ytr, yte = ys
-    else:
+        n_train, n_test = check_split(fd, n_train, n_test, test_fraction)
         Xtr, Xte, ytr, yte = _split(
-            Xs[0],
-            ys[0],
+            fd.Xs[0],
+            fd.ys[0],
             n_train,
             n_test,
             test_fraction,
             seed,
             task == "classification",
-            str(path),
+            fd.name,
         )
-    return Dataset(str(path), Xtr, ytr, Xte, yte, task, n_classes, feature_names, class_names)
+        check_train_classes(fd, ytr)
+    return Dataset(
+        fd.name, Xtr, ytr, Xte, yte, task, fd.n_classes, fd.feature_names, fd.class_names
+    )
 
 
 def load_dataset(
@@ -505,7 +421,7 @@ def load_dataset(
         )
     elif name in BUILTIN_DATASETS:
         ds = _sklearn_dataset(name, n_train, n_test, test_fraction, seed)
-    elif name.lower().endswith((".csv", ".npz", ".txt", ".tsv")):
+    elif name.lower().endswith(CSV_SUFFIXES + NPZ_SUFFIXES):
         ds = load_file(
             name,
             task=task,
@@ -515,6 +431,11 @@ def load_dataset(
             n_test=n_test,
             test_fraction=test_fraction,
             seed=seed,
+        )
+    elif Path(name).is_dir():
+        raise DataError(
+            f"{name}: is a directory, not a dataset; pass one of {', '.join(BUILTIN_DATASETS)} "
+            "or the path of a .csv or .npz file."
         )
     else:
         raise DataError(

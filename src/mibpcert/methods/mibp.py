@@ -167,7 +167,7 @@ class MIBPMethod(BoxMethod):
         needed = self.relax.capability
         if needed not in backend.capabilities:
             raise ConfigError(
-                f"solver {self.solver!r} cannot solve relax mode {self.relax!r} (needs "
+                f"solver {self.solver!r} cannot solve relax mode '{self.relax}' (needs "
                 f"{needed}); use --solver scip, or --relax milp / lp with highs."
             )
         if (

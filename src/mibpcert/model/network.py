@@ -152,10 +152,22 @@ def load_params(path: str | Path, arch: Architecture) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise ModelError(f"initial-parameter file {str(path)!r} does not exist.")
+    if path.is_dir():
+        raise ModelError(f"initial-parameter file {str(path)!r} is a directory; pass an .npz file.")
     try:
         data = dict(np.load(path, allow_pickle=False))
     except Exception as exc:
-        raise ModelError(f"cannot read initial-parameter file {str(path)!r}: {exc}") from exc
+        with open(path, "rb") as fh:
+            is_zip = fh.read(4) == b"PK\x03\x04"
+        what = (
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            if is_zip
+            else "not an NPZ (zip) archive"
+        )
+        raise ModelError(
+            f"cannot read initial-parameter file {str(path)!r} ({what}); save the weights with "
+            "numpy.savez(path, theta=theta) or numpy.savez(path, W1=..., b1=..., ...)."
+        ) from None
     if "theta" in data:
         theta = np.asarray(data["theta"], dtype=np.float64).ravel()
         if theta.size != arch.n_params:
