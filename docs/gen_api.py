@@ -83,7 +83,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _inline(text: str) -> str:
-    """reST inline markup -> Markdown."""
+    """reST inline markup -> Markdown. ``text`` may hold several lines of one paragraph: a
+    literal or role may wrap (``on_solves(done,`` / ``total)``); its line breaks are kept."""
     text = re.sub(r":[\w:]+:`~?([^`]+)`", lambda m: f"`{m.group(1)}`", text)
     text = re.sub(r"``([^`]+)``", r"`\1`", text)
     return text
@@ -145,11 +146,22 @@ def _simple_table(lines: list[str], i: int) -> tuple[list[str], int]:
 
 
 def md_doc(doc: str | None) -> str:
-    """A cleaned docstring as Markdown."""
+    """A cleaned docstring as Markdown.
+
+    Plain text is converted a paragraph at a time (not line by line), so inline markup that
+    wraps onto the next line comes out whole.
+    """
     if not doc:
         return ""
     lines = inspect.cleandoc(doc).splitlines()
     out: list[str] = []
+    para: list[str] = []  # plain lines of the current paragraph
+
+    def flush() -> None:
+        if para:
+            out.extend(_inline("\n".join(para)).split("\n"))
+            para.clear()
+
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -157,10 +169,12 @@ def md_doc(doc: str | None) -> str:
         if _TABLE_BORDER.match(stripped):
             table, j = _simple_table(lines, i)
             if table:
+                flush()
                 out += [""] + table + [""]
                 i = j
                 continue
         if stripped in SECTIONS:
+            flush()
             j = i + 1
             block = []
             while j < len(lines) and (not lines[j].strip() or lines[j].startswith(" ")):
@@ -170,9 +184,9 @@ def md_doc(doc: str | None) -> str:
             i = j
             continue
         if stripped.endswith("::"):
-            head = stripped[:-2].rstrip()
-            if head:
-                out.append(_inline(line.rstrip()[:-1]))
+            if stripped[:-2].rstrip():
+                para.append(line.rstrip()[:-1])  # "Example::" -> "Example:"
+            flush()
             j = i + 1
             block = []
             while j < len(lines) and (not lines[j].strip() or lines[j].startswith(" ")):
@@ -187,8 +201,13 @@ def md_doc(doc: str | None) -> str:
             out += ["", f"```{lang}", code, "```", ""]
             i = j
             continue
-        out.append(_inline(line))
+        if stripped:
+            para.append(line)
+        else:
+            flush()
+            out.append(line)
         i += 1
+    flush()
     return "\n".join(out).strip()
 
 
@@ -381,8 +400,17 @@ def doc_function(name: str, func, module: str) -> list[str]:
     return lines
 
 
+def _repr(value) -> str:
+    """``repr`` that is the same in every run: the elements of a set sorted (their order varies
+    with string hashing), no memory addresses (``<X object at 0x...>`` -> ``<X object>``)."""
+    if isinstance(value, (set, frozenset)) and value:
+        inner = ", ".join(sorted(_repr(v) for v in value))
+        return f"{{{inner}}}" if type(value) is set else f"{type(value).__name__}({{{inner}}})"
+    return re.sub(r" at 0x[0-9a-fA-F]+>", ">", repr(value))
+
+
 def doc_value(name: str, value, attr_doc: str | None) -> list[str]:
-    text = repr(value)
+    text = _repr(value)
     if len(text) > 300:
         text = text[:297] + "..."
     lines = [f"### `{name}`", "", f"`{name} = {text}`", ""]

@@ -70,7 +70,7 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         "--sets",
         "method.sets",
         str,
-        "interval, agt: box (default) | affine (parameter sets over the attack symbols)",
+        "interval, agt, mibp: box (default) | affine (parameter sets over the attack symbols)",
     ),
     ("--solver", "method.solver", str, "mibp, exact: scip (default) | highs | gurobi"),
     ("--relax", "method.relax", str, "mibp: bilinear (MIP; alias exact) | milp | lp (McCormick)"),
