@@ -70,7 +70,8 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         "--sets",
         "method.sets",
         str,
-        "interval, agt, mibp: box (default) | affine (parameter sets over the attack symbols)",
+        "box (default) | affine: parameter sets over the attack symbols (interval, agt, mibp; "
+        "exact: tighter step bounds)",
     ),
     ("--solver", "method.solver", str, "mibp, exact: scip (default) | highs | gurobi"),
     ("--relax", "method.relax", str, "mibp: bilinear (MIP; alias exact) | milp | lp (McCormick)"),
@@ -144,6 +145,18 @@ _SWITCHES: list[tuple[str, str, bool, str]] = [
     ),
     ("--no-tighten", "method.tighten", False, "exact: no LP bound tightening per step"),
     ("--no-heuristic", "method.heuristic", False, "exact: no primal heuristic / start solution"),
+    (
+        "--no-interior-attack",
+        "method.interior_attack",
+        False,
+        "exact: no gradient attack through the training steps after the coordinate search",
+    ),
+    (
+        "--no-repair",
+        "method.repair",
+        False,
+        "exact: keep solver incumbents that replay worse than the solver's value unrepaired",
+    ),
     (
         "--no-test-mip",
         "method.test_mip",

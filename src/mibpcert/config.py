@@ -113,6 +113,8 @@ class MethodConfig:
     form: str = "auto"
     allow_degraded: bool = False
     solver_log: str | None = None
+    interior_attack: bool = True
+    repair: bool = True
 
 
 @dataclass

@@ -7,7 +7,8 @@ configuration files keep their plain words while the code names every value it u
 * :class:`Verdict` -- what a test point's certificate says;
 * :class:`Provenance` -- which proof produced a certificate;
 * :class:`Status` -- how a solve ended (shared by every solver backend);
-* :class:`RelaxMode` -- which program a per-step or test-time solve uses.
+* :class:`RelaxMode` -- which program a per-step or test-time solve uses;
+* :class:`Outcome` -- what one ``exact`` program established (closed, replay differs, open).
 """
 
 from __future__ import annotations
@@ -105,3 +106,17 @@ class RelaxMode(_Word):
 
 RELAX_MODES = tuple(m.value for m in RelaxMode)
 """The relax modes' names (``bilinear``, ``milp``, ``lp``)."""
+
+
+class Outcome(_Word):
+    """What one program of method ``exact`` established, beside the solver's own status.
+
+    ``closed``: the best *replayed* attack meets the certified bound (relative gap <= 1e-4):
+    proved optimal and replayed. ``replay_differs``: the solver reports optimality for a value
+    that no replayed attack reaches (an incumbent at a hinge/ReLU kink or within tolerances; the
+    worst case may be a supremum approached from one side). ``open``: a gap remains.
+    """
+
+    CLOSED = "closed"
+    REPLAY_DIFFERS = "replay_differs"
+    OPEN = "open"

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mibpcert.attacks import Attack, TestObjective, coordinate_search
+from mibpcert.attacks import Attack, TestObjective
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.certify.testtime import certify_regression, class_margin_lower_bounds
 from mibpcert.domains.interval import Interval
@@ -56,7 +56,8 @@ from mibpcert.methods.base import (
     TestMIP,
     check_sets,
 )
-from mibpcert.methods.exact_margins import Answer, run_margins, solver_attack
+from mibpcert.methods.exact_attacks import best_of, outcome, solver_attack, start_attack
+from mibpcert.methods.exact_margins import Answer, run_margins
 from mibpcert.methods.tightening import lp_tightener
 from mibpcert.problem import Problem
 from mibpcert.solvers.results import ProgressCallback, relative_gap
@@ -71,11 +72,14 @@ FORMS = forms.FORM_NAMES
 REPORT_METRICS = (
     "objective",
     "status",
+    "outcome",
     "primal",
+    "solver_primal",
     "dual_bound",
     "gap",
     "replayed",
     "heuristic",
+    "gradient",
     "accuracy_lower_bound",
     "attacked_accuracy",
     "best_attack",
@@ -113,14 +117,20 @@ class ExactMethod:
         seed: int = 0,
         sets: str = "box",
         allow_degraded: bool = False,
+        interior_attack: bool = True,
+        repair: bool = True,
     ) -> None:
         #: continue (report marked degraded) when too many per-point margin solves fail
         self.allow_degraded = bool(allow_degraded)
-        if check_sets(sets) != "box":
-            raise ConfigError(
-                "method 'exact' keeps every step in one program (no set between steps); drop "
-                "--sets affine."
-            )
+        #: ``affine``: every step's parameter bounds in the program are also intersected with
+        #: the box of the solver-free affine parameter set over the attack (tighter big-M)
+        self.sets = check_sets(sets)
+        #: a projected-gradient attack through the unrolled training (interior optima), after
+        #: the coordinate search, as a start and an inner bound
+        self.interior_attack = bool(interior_attack)
+        #: turn a solver incumbent that replays worse than the solver's value into one that
+        #: replays (local moves, gradient polish): :func:`~mibpcert.attacks.repair_attack`
+        self.repair = bool(repair)
         if objective is not None and objective not in OBJECTIVES:
             raise ConfigError(
                 f"unknown exact objective {objective!r}; use one of {', '.join(OBJECTIVES)}."
@@ -234,11 +244,28 @@ class ExactMethod:
             tighten = lp_tightener(lp, self.program_time, self.tighten_time)
         return encode_training(
             problem,
-            box_step=reference_step(problem),
+            box_step=self._box_step(problem),
             tighten=tighten,
             on_step=on_step,
             form=self.form,
         )
+
+    def _box_step(self, problem: Problem):
+        """The interval (and agt) step; with ``sets="affine"`` also intersected with the box
+        of the affine parameter set of the same step (sound for every attack, so for every
+        feasible point of the program)."""
+        reference = reference_step(problem)
+        if self.sets != "affine":
+            return reference
+        from mibpcert.methods import get_method
+
+        inner = "agt" if problem.threat.counts_points(problem.data.n_train) else "interval"
+        aff = get_method(inner, sets="affine").bound(problem)
+
+        def step(box: Interval, t: int, idx: np.ndarray) -> Interval:
+            return reference(box, t, idx).intersect(Interval(aff.lower[t + 1], aff.upper[t + 1]))
+
+        return step
 
     def bound(self, problem: Problem, on_step: StepCallback | None = None) -> ParameterBounds:
         """The per-step parameter boxes the program uses (interval/AGT steps, LP-tightened)."""
@@ -311,19 +338,22 @@ class ExactMethod:
         true_lb = lb[np.arange(len(data.y_test)), np.asarray(data.y_test, dtype=np.int64)]
         return float(np.sum(true_lb <= 0.0))
 
+    def repair_budget(self) -> float:
+        """Seconds to repair one solver incumbent that replays worse than the solver's value."""
+        return min(2.0, self.heuristic_budget()) if self.repair else 0.0
+
     def _run_single(self, problem: Problem, prog: TrainingProgram, kind: str) -> Answer:
         objective = TestObjective(kind)
         data = problem.data
         clean_value = objective.value(problem, problem.train_nominal().final)
         attacks = {"clean": Attack(data.X_train, data.y_train, clean_value, "clean")}
+        t0 = time.perf_counter()
+        attacks.update(start_attack(self, problem, objective))
+        h_seconds = time.perf_counter() - t0
         start = None
-        h_seconds = 0.0
-        if self.heuristic:
-            t0 = time.perf_counter()
-            h = coordinate_search(problem, objective, self.heuristic_budget(), seed=self.seed)
-            h_seconds = time.perf_counter() - t0
-            attacks["heuristic"] = h
-            start = prog.poison.assignment(data.X_train, data.y_train, h.X, h.y)
+        if len(attacks) > 1:
+            s = best_of(objective, [a for k, a in attacks.items() if k != "clean"])
+            start = prog.poison.assignment(data.X_train, data.y_train, s.X, s.y)
         b = prog.builder.fork()
         layers = prog.layers(problem)
         obj = (
@@ -335,8 +365,12 @@ class ExactMethod:
         t0 = time.perf_counter()
         (res,) = solve_task(task, self.progress)
         solve_seconds = time.perf_counter() - t0
-        primal, dual = res.primal, res.certified()
-        incumbent = solver_attack(problem, prog, res.x, objective)
+        solver_primal, dual = res.primal, res.certified()
+        t0 = time.perf_counter()
+        incumbent = solver_attack(
+            problem, prog, res.x, objective, solver_primal, self.repair_budget(), self.seed
+        )
+        repair_seconds = time.perf_counter() - t0
         if incumbent is not None:
             attacks["solver"] = incumbent
         interval_bound = self._interval_bound(problem, prog, kind)
@@ -349,24 +383,27 @@ class ExactMethod:
         else:
             certified = float(min(dual, interval_bound))
             proof = Provenance.EXACT if dual <= interval_bound else Provenance.INTERVAL
-        best = max(attacks.values(), key=lambda a: a.value)
+        best = best_of(objective, attacks.values())
         attacks["best"] = best
         replayed = incumbent.value if incumbent is not None else None
         agree = (
             None
-            if replayed is None or primal is None
-            else bool(abs(replayed - primal) <= 1e-5 * (1.0 + abs(primal)))
+            if replayed is None or solver_primal is None
+            else bool(abs(replayed - solver_primal) <= 1e-6 * (1.0 + abs(solver_primal)))
         )
         metrics = {
             "objective": kind,
             "status": res.status,
-            "primal": primal,
+            "outcome": outcome(objective, res.status, solver_primal, best.value, certified),
+            "primal": best.value,  # the best replayed attack: every reported value replays
+            "solver_primal": solver_primal,
             "dual_bound": certified,
             "solver_dual_bound": dual,
             "interval_bound": interval_bound,
             "gap": relative_gap(best.value, certified),
             "replayed": replayed,
             "heuristic": attacks["heuristic"].value if "heuristic" in attacks else None,
+            "gradient": attacks["gradient"].value if "gradient" in attacks else None,
             "best_attack": best.value,
             "clean_value": clean_value,
             "certified_by": proof,
@@ -379,6 +416,8 @@ class ExactMethod:
             **metrics,
             "solve_seconds": solve_seconds,
             "heuristic_seconds": h_seconds,
+            "repair_seconds": repair_seconds,
+            "repaired": bool(incumbent is not None and incumbent.extra.get("repaired")),
             "nodes": res.nodes,
             "message": res.message,
             "start_used": res.start_used,
@@ -389,8 +428,15 @@ class ExactMethod:
         }
         if agree is False:
             section["replay_note"] = (
-                "the solver's value and the replayed value differ: the incumbent sits at a "
-                "ReLU/hinge kink or within solver tolerances; the replayed value is the attack's."
+                "the solver's value and its incumbent's replayed value differ (a training point "
+                "at a ReLU/hinge kink, or solver tolerances); the primal reported is the best "
+                "replayed attack"
+                + (
+                    ", after repair"
+                    if section["repaired"]
+                    else "; no repaired attack reaches the solver's value"
+                )
+                + "."
             )
         return Answer(section, metrics, attacks=attacks, statuses={res.status: 1})
 
@@ -417,11 +463,24 @@ def summary_rows(section: dict) -> list[tuple[str, str]]:
             f"exact: {what}",
             f"attack {_fmt(section['best_attack'])} <= ... <= {_fmt(section['dual_bound'])}",
         ),
-        ("exact: status / gap", f"{section['status']} / {_fmt(section['gap'])}"),
+    ]
+    if kind == "misclassified":
+        rows.append(
+            (
+                "exact: accuracy under any attack",
+                f">= {section['accuracy_lower_bound']:.2%} (proved; attacked "
+                f"{section['attacked_accuracy']:.2%})",
+            )
+        )
+    rows += [
         (
-            "exact: heuristic / solver / replayed",
-            f"{_fmt(section['heuristic'])} / {_fmt(section['primal'])} / "
-            f"{_fmt(section['replayed'])}",
+            "exact: outcome / status / gap",
+            f"{section.get('outcome', '-')} / {section['status']} / {_fmt(section['gap'])}",
+        ),
+        (
+            "exact: attacks (heuristic / gradient / solver replayed)",
+            f"{_fmt(section['heuristic'])} / {_fmt(section.get('gradient'))} / "
+            f"{_fmt(section['replayed'])} (solver value {_fmt(section.get('solver_primal'))})",
         ),
     ]
     if section.get("replay_note"):

@@ -15,13 +15,13 @@ from typing import Protocol
 
 import numpy as np
 
-from mibpcert.attacks import Attack, TestObjective, coordinate_search, project_attack
-from mibpcert.attacks.replay import replay, threat_violations
+from mibpcert.attacks import Attack, TestObjective
 from mibpcert.certify.testtime import class_margin_lower_bounds
 from mibpcert.domains.interval import Interval
 from mibpcert.encode.margin import MarginEncoding
 from mibpcert.encode.objectives import margin_objectives
 from mibpcert.encode.unroll import TrainingProgram
+from mibpcert.methods.exact_attacks import best_of, outcome, solver_attack, start_attack
 from mibpcert.parallel import TaskFailure
 from mibpcert.problem import Problem
 from mibpcert.solvers.results import relative_gap
@@ -45,6 +45,8 @@ class MarginSettings(Protocol):
 
     test_points: list[int] | None
     heuristic: bool
+    interior_attack: bool
+    repair: bool
     seed: int
     solver: str
     program_time: float | None
@@ -52,19 +54,7 @@ class MarginSettings(Protocol):
 
     def heuristic_budget(self) -> float: ...
 
-
-def solver_attack(
-    problem: Problem, prog: TrainingProgram, x, objective: TestObjective
-) -> Attack | None:
-    """The incumbent ``x``'s poisoning, projected onto the threat model and replayed."""
-    if x is None:
-        return None
-    data = problem.data
-    X, y = prog.poison.attack(x, data.X_train, data.y_train)
-    X, y = project_attack(problem, X, y)
-    bad = threat_violations(problem, X, y, tol=1e-7)
-    value = replay(problem, X, y, objective)
-    return Attack(X, y, value, "solver", {"threat_violations": bad})
+    def repair_budget(self) -> float: ...
 
 
 def run_margins(
@@ -104,12 +94,14 @@ def run_margins(
             continue
         best = Attack(data.X_train, data.y_train, v["clean_value"], "clean")
         start = None
-        if method.heuristic:
-            h = coordinate_search(problem, objective, method.heuristic_budget(), method.seed)
-            v["heuristic"] = h.value
-            start = prog.poison.assignment(data.X_train, data.y_train, h.X, h.y)
-            if h.value < best.value:
-                best = h
+        found = start_attack(method, problem, objective)
+        if found:
+            v["heuristic"] = found["heuristic"].value
+            if "gradient" in found:
+                v["gradient"] = found["gradient"].value
+            s = best_of(objective, found.values())
+            start = prog.poison.assignment(data.X_train, data.y_train, s.X, s.y)
+            best = best_of(objective, [best, s])
         v["best_attack"] = best.value
         if best.value <= 0.0:
             attacks[f"attack_point{p}"] = best
@@ -155,11 +147,19 @@ def run_margins(
         worst = min(
             range(len(res)), key=lambda k: np.inf if res[k].primal is None else res[k].primal
         )
-        sa = solver_attack(problem, prog, res[worst].x, objective)
+        sa = solver_attack(
+            problem,
+            prog,
+            res[worst].x,
+            objective,
+            res[worst].primal,
+            method.repair_budget(),
+            method.seed,
+        )
         certified = v["interval_bound"] if dual is None else max(dual, v["interval_bound"])
         v.update(
             status=",".join(sorted({r.status for r in res})),
-            primal=min(primals) if primals else None,
+            solver_primal=min(primals) if primals else None,
             solver_dual_bound=dual,
             dual_bound=certified,
             replayed=None if sa is None else sa.value,
@@ -170,7 +170,12 @@ def run_margins(
             v["best_attack"] = sa.value
             if sa.value <= 0.0:
                 attacks[f"attack_point{p}"] = sa
+        v["primal"] = v["best_attack"]  # replayed, never the solver's own value
         v["gap"] = relative_gap(v["best_attack"], certified)
+        v["outcome"] = outcome(
+            objective, res[worst].status, res[worst].primal, v["best_attack"], certified
+        )
+        v["repaired"] = bool(sa is not None and sa.extra.get("repaired"))
         if certified > 0.0:
             exact = dual is not None and dual >= v["interval_bound"]
             v.update(
@@ -186,6 +191,8 @@ def run_margins(
         "objective": "margin",
         "test_points": points,
         "primal": [verdicts[p].get("primal") for p in points],
+        "solver_primal": [verdicts[p].get("solver_primal") for p in points],
+        "outcome": [verdicts[p].get("outcome") for p in points],
         "dual_bound": [verdicts[p].get("dual_bound") for p in points],
         "gap": [verdicts[p].get("gap") for p in points],
         "replayed": [verdicts[p].get("replayed") for p in points],

@@ -9,9 +9,10 @@ form        applies to                                                       poi
 ==========  ===============================================================  ====================
 
 Each form (:class:`~mibpcert.encode.forms.base.Form`) says when it applies and what it costs.
-``auto`` (:func:`choose`) takes the first form of :data:`AUTO_ORDER` that applies and pays
-against the per-point form, else ``points``. :data:`FORMS` may be extended or overridden: a new
-form only needs the :class:`Form` methods.
+``auto`` (:func:`choose`) compares every form that applies by program size (bilinear products
+plus the attack's selection/assignment binaries, :meth:`Form.size`) and takes the smallest;
+ties go to the earlier of :data:`AUTO_ORDER` (``moments``, ``slots``, then ``points``).
+:data:`FORMS` may be extended or overridden: a new form only needs the :class:`Form` methods.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from mibpcert.problem import Problem
 FORMS: dict[str, Form] = {f.name: f for f in (PointsForm(), SlotsForm(), MomentsForm())}
 """Form name -> form (the registry)."""
 
-AUTO_ORDER = ("moments", "slots")
-"""The forms ``auto`` tries, in order, before falling back to ``points``."""
+AUTO_ORDER = ("moments", "slots", "points")
+"""The forms ``auto`` compares; on equal size the earlier one is taken."""
 
 FORM_NAMES = ("auto", *FORMS)
 
@@ -52,15 +53,18 @@ def check_form(name: str, problem: Problem) -> Form | None:
 
 def choose(problem: Problem, steps: int, name: str = "auto") -> Form:
     """The form to encode ``steps`` steps with: ``name`` itself (it must apply), or for ``auto``
-    the first of :data:`AUTO_ORDER` that applies and pays, else ``points``."""
+    the smallest (:meth:`Form.size`) of the forms that apply; ties: :data:`AUTO_ORDER`."""
     form = check_form(name, problem)
     if form is not None:
         return form
-    for candidate in AUTO_ORDER:
-        f = FORMS[candidate]
-        if f.applies(problem) and f.pays(problem, steps):
-            return f
-    return FORMS["points"]
+    sizes = [
+        (FORMS[n].size(problem, steps), k, FORMS[n])
+        for k, n in enumerate(AUTO_ORDER)
+        if n in FORMS and FORMS[n].applies(problem)
+    ]
+    extra = [f for n, f in FORMS.items() if n not in AUTO_ORDER and f.applies(problem)]
+    sizes += [(f.size(problem, steps), len(AUTO_ORDER) + i, f) for i, f in enumerate(extra)]
+    return min(sizes, key=lambda s: s[:2])[2] if sizes else FORMS["points"]
 
 
 __all__ = [

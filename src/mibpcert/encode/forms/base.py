@@ -50,6 +50,15 @@ class Form:
     def cost(self, problem: Problem, steps: int) -> int:
         raise NotImplementedError
 
+    def binaries(self, problem: Problem) -> int:
+        """The binaries of the attack's variables that differ between forms (selection and slot
+        assignment; the hinge/ReLU binaries are about the same in every form)."""
+        return 0
+
+    def size(self, problem: Problem, steps: int) -> int:
+        """Program size that ``auto`` compares: bilinear products plus attack binaries."""
+        return self.cost(problem, steps) + self.binaries(problem)
+
     def pays(self, problem: Problem, steps: int) -> bool:
         """Whether this form has fewer bilinear products than the per-point form."""
         return self.cost(problem, steps) < per_point_cost(problem, steps)

@@ -121,6 +121,14 @@ class MomentsForm(Form):
         slots = scope if t.k is None else min(int(t.k), scope)
         return slots * (d * (d + 1) // 2 + d * q) + steps * q * d * (d + 1)
 
+    def binaries(self, problem: Problem) -> int:
+        """Slot assignment (k per point in scope) and selection (one per point) binaries."""
+        t = problem.threat
+        if not t.perturbs_features or t.k is None:
+            return 0
+        scope = len(t.scope(problem.data.n_train))
+        return (min(int(t.k), scope) + 1) * scope
+
     def pays(self, problem: Problem, steps: int) -> bool:
         """Always for a label threat (the program is then linear in theta), else when it has
         fewer bilinear products than the per-point form."""

@@ -84,6 +84,13 @@ class PointsForm(Form):
     def cost(self, problem: Problem, steps: int) -> int:
         return per_point_cost(problem, steps)
 
+    def binaries(self, problem: Problem) -> int:
+        """One selection binary per point in scope under a k-of-n or paired budget."""
+        t = problem.threat
+        if not t.perturbs_features or (t.k is None and not t.paired):
+            return 0
+        return len(t.scope(problem.data.n_train))
+
     def pays(self, problem: Problem, steps: int) -> bool:
         return False
 

@@ -244,6 +244,14 @@ class SlotsForm(Form):
             * q
         )
 
+    def binaries(self, problem: Problem) -> int:
+        """Slot assignment (k per point in scope) and selection (one per point) binaries."""
+        t = problem.threat
+        if not t.perturbs_features or t.k is None:
+            return 0
+        scope = len(t.scope(problem.data.n_train))
+        return (min(int(t.k), scope) + 1) * scope
+
     def prepare(self, b: Builder, problem: Problem) -> FormState:
         slots = build_slots(b, problem)
         return FormState(slots, {"clean": clean_points(b, problem)})  # constants, every step
