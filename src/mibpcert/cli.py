@@ -95,7 +95,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         None,
         "exact, margin: comma-separated test points to solve exactly (default: all open ones)",
     ),
-    ("--heuristic-time", "method.heuristic_time", float, "exact: seconds for the attack heuristic"),
+    (
+        "--heuristic-time",
+        "method.heuristic_time",
+        float,
+        "exact: seconds for the coordinate search (the gradient attack gets as much again)",
+    ),
     (
         "--tighten-time",
         "method.tighten_time",

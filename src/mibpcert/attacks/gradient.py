@@ -77,16 +77,17 @@ class _Space:
         if self.discrete:
             Z[:, self.discrete] = keep_discrete[:, self.discrete]
         if self.k is not None:
-            moved = np.any(np.abs(Z - self.X0) > CHANGE_TOL, axis=1)
-            rows = np.flatnonzero(moved)
-            if len(rows) > self.k:
-                # keeping row i costs |Z_i - X_i|^2, resetting it costs |X0_i - X_i|^2
-                gain = ((self.X0[rows] - X[rows]) ** 2).sum(axis=1) - (
-                    (Z[rows] - X[rows]) ** 2
-                ).sum(axis=1)
-                keep = rows[np.argsort(-gain, kind="stable")[: self.k]]
-                reset = np.setdiff1d(rows, keep)
-                Z[reset] = self.X0[reset]
+            # Euclidean projection onto "at most k rows differ from the clean data": keeping
+            # row i costs |Z_i - X_i|^2, resetting it costs |X0_i - X_i|^2; keep the k rows
+            # that gain most from keeping (and only those that gain)
+            rows = np.flatnonzero(np.any(np.abs(Z - self.X0) > CHANGE_TOL, axis=1))
+            gain = ((self.X0[rows] - X[rows]) ** 2).sum(axis=1) - (
+                (Z[rows] - X[rows]) ** 2
+            ).sum(axis=1)
+            order = np.argsort(-gain, kind="stable")
+            keep = rows[order[: self.k]][gain[order[: self.k]] > 0]
+            reset = np.setdiff1d(rows, keep)
+            Z[reset] = self.X0[reset]
         return Z
 
 

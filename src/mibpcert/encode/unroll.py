@@ -72,7 +72,7 @@ def encode_training(
     """Unroll the first ``steps`` training steps (default: all) into one program.
 
     ``form``: the encoding of the steps (:data:`~mibpcert.encode.forms.FORMS`); ``auto`` picks
-    one where it applies and pays (:func:`~mibpcert.encode.forms.choose`).
+    the smallest that applies (:func:`~mibpcert.encode.forms.choose`).
 
     ``box_step(box, step, batch)``: a sound box of theta_{t+1} given theta_t in ``box`` (e.g. the
     interval step intersected with the AGT step); ``tighten``: an LP pass that proves tighter

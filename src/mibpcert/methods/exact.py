@@ -65,7 +65,7 @@ from mibpcert.solvers.tasks import SolveTask, solve_task
 from mibpcert.vocab import Provenance
 
 OBJECTIVES = ("mse", "margin", "misclassified")
-#: encodings of the training steps: ``auto`` picks one where it applies and pays
+#: encodings of the training steps: ``auto`` picks the smallest that applies
 FORMS = forms.FORM_NAMES
 
 #: metrics of the method that go into the report's metrics (the section holds them all)
@@ -88,6 +88,7 @@ REPORT_METRICS = (
     "exact_not_certified",
     "exact_unknown",
     "exact_solved",
+    "failed_solves",
 )
 
 
@@ -273,6 +274,12 @@ class ExactMethod:
         return self._bounds(self._program(problem, on_step), notes)
 
     def _bounds(self, prog: TrainingProgram, notes: list[str]) -> ParameterBounds:
+        if self.sets == "affine":
+            notes = [
+                *notes,
+                "every step's parameter bounds in the program are intersected with the box of "
+                "the affine parameter set over the attack (sets = affine)",
+            ]
         return ParameterBounds(
             self.name, prog.lower, prog.upper, notes, prog.step_seconds, prog.step_info
         )
@@ -434,7 +441,11 @@ class ExactMethod:
                 + (
                     ", after repair"
                     if section["repaired"]
-                    else "; no repaired attack reaches the solver's value"
+                    else (
+                        "; no repaired attack reaches the solver's value"
+                        if self.repair
+                        else " (repair is off: --no-repair)"
+                    )
                 )
                 + "."
             )

@@ -124,10 +124,10 @@ class MomentsForm(Form):
     def binaries(self, problem: Problem) -> int:
         """Slot assignment (k per point in scope) and selection (one per point) binaries."""
         t = problem.threat
-        if not t.perturbs_features or t.k is None:
-            return 0
         scope = len(t.scope(problem.data.n_train))
-        return (min(int(t.k), scope) + 1) * scope
+        if not t.perturbs_features or t.k is None or int(t.k) >= scope:
+            return 0  # every point in scope moves: fixed slots, no binaries
+        return (int(t.k) + 1) * scope
 
     def pays(self, problem: Problem, steps: int) -> bool:
         """Always for a label threat (the program is then linear in theta), else when it has
