@@ -119,6 +119,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("lr-decay-negative", ["--lr-schedule", "inverse", "--lr-decay", "-1"], r"decay"),
     ("clip-0", ["--clip", "0"], r"clip"),
     ("clip-negative", ["--clip", "-1"], r"clip"),
+    ("weight-decay-negative", ["--weight-decay", "-0.1"], r"weight_decay"),
+    ("l1-nan", ["--l1", "nan"], r"l1"),
+    ("exact-l1", ["--method", "exact", "--l1", "0.01"], r"L1"),
     ("select-epoch-unknown", ["--select-epoch", "first"], r"select_epoch|select-epoch"),
     ("best-val-without-val", ["--select-epoch", "best-val"], r"n_val|validation"),
     # ---- threat model

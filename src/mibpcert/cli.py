@@ -51,6 +51,13 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--lr-schedule", "training.lr_schedule", str, "constant | inverse | exponential"),
     ("--lr-decay", "training.lr_decay", float, "decay parameter of the lr schedule"),
     ("--clip", "training.clip", float, "per-sample gradient clipping to [-clip, clip]"),
+    (
+        "--weight-decay",
+        "training.weight_decay",
+        float,
+        "L2 regularisation: theta' = (1 - lr wd) theta - lr g (PyTorch SGD weight_decay)",
+    ),
+    ("--l1", "training.l1", float, "L1 regularisation: - lr l1 sign(theta) per step"),
     ("--eps", "threat.eps", float, "l-inf radius of training-feature perturbations"),
     (
         "--points",

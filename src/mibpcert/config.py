@@ -72,6 +72,8 @@ class TrainingConfig:
     lr_decay: float = 0.0
     lr_min: float = 0.0
     clip: float | None = None
+    weight_decay: float = 0.0
+    l1: float = 0.0
     steps: int | None = None
     select_epoch: str = "last"
 

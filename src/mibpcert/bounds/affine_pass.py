@@ -192,9 +192,12 @@ def step(
     clip: float | None = None,
     box: Interval | None = None,
     X_box: Interval | None = None,
+    weight_decay: float = 0.0,
+    l1: float = 0.0,
 ) -> tuple[AffineSet, dict]:
     """One training step of the set ``state`` on batch ``idx``; ``box`` (with the inputs' box
-    ``X_box``): a box that also holds the parameters, for the interval ranges."""
+    ``X_box``): a box that also holds the parameters, for the interval ranges;
+    ``weight_decay``, ``l1``: the recipe's regularisation (:mod:`mibpcert.ops.sgd`)."""
     sym = Symbols(attack, arch.n_params)
     theta = state.form(sym)
     x = input_form(attack, X, idx, sym.size)
@@ -203,7 +206,10 @@ def step(
         itv = network.forward(arch, box, X_box[idx])
     fwd = forward(arch, theta, x, sym, itv)
     g = batch_gradient(arch, theta, fwd, labels[idx], loss, sym, clip)
-    nxt = sgd.affine_set(theta, g, lr)
+    tbox = None
+    if l1:
+        tbox = state.box(attack) if box is None else box.intersect(state.box(attack))
+    nxt = sgd.affine_set(theta, g, lr, weight_decay, l1, tbox)
     K = attack.size
     r = np.abs(nxt.G[:, K:]).sum(axis=1) + nxt.e
     rho = r * (1.0 + 2.0 * (arch.n_params + 3) * UNIT) + 1e-300

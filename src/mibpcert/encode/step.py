@@ -51,6 +51,7 @@ class StepEncoding:
     names: list[str]
     batch: np.ndarray  # training indices of the step's batch
     poison: PoisonVars  # the batch's poisoned inputs and labels
+    wd: float = 0.0  # weight decay: theta' = (1 - lr wd) theta - lr G (L1: added to the bounds)
 
     def attack(self, x: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The poisoned training set encoded by the variable values ``x`` (e.g. an incumbent):
@@ -58,10 +59,10 @@ class StepEncoding:
         return self.poison.attack(x, X, y)
 
     def objective(self, j: int, sense: str) -> LinearObjective:
-        """``theta'_j = theta_j - lr * G_j``, minimised or maximised."""
+        """``theta'_j = (1 - lr wd) theta_j - lr * G_j``, minimised or maximised."""
         return LinearObjective(
             idx=np.array([self.theta_vars[j], self.grad_vars[j]]),
-            coef=np.array(sgd.terms(self.lr)),
+            coef=np.array(sgd.terms(self.lr, self.wd)),
             constant=0.0,
             sense=sense,  # type: ignore[arg-type]
             name=f"{sense} {self.names[j]}",
@@ -145,7 +146,7 @@ class StepEncoding:
         for j in range(len(self.theta_vars)):
             keep = coef_next[j] != 0
             idx = np.array([self.theta_vars[j], self.grad_vars[j], *cols[keep]])
-            cf = np.array([*sgd.terms(self.lr), *(-coef_next[j, keep])])
+            cf = np.array([*sgd.terms(self.lr, self.wd), *(-coef_next[j, keep])])
             for sense in ("min", "max"):
                 objectives.append(
                     LinearObjective(idx, cf, 0.0, sense, f"{sense} residual {self.names[j]}")
@@ -270,4 +271,13 @@ def encode_step(
         if gexpr.is_const:  # a constant gradient (e.g. no sample touches it): pin a variable
             gexpr = b.var(gexpr.const, gexpr.const)
         grad_vars.append(gexpr.idx[0])
-    return StepEncoding(b.f, theta_vars, np.array(grad_vars), lr, names, np.asarray(idx), pv)
+    return StepEncoding(
+        b.f,
+        theta_vars,
+        np.array(grad_vars),
+        lr,
+        names,
+        np.asarray(idx),
+        pv,
+        problem.recipe.weight_decay,
+    )

@@ -104,7 +104,7 @@ def encode_training(
         )
         nxt = [
             b.materialize(
-                sgd.program(b, th, g, lr),
+                sgd.program(b, th, g, lr, problem.recipe.weight_decay),
                 f"theta{t + 1}_{names[j]}",
                 float(box.lo[j]),
                 float(box.hi[j]),

@@ -91,7 +91,8 @@ def agt_step(
     k = poisoned_budget(problem, idx)
     total = AGTMethod._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
     grad = divide(total, float(len(idx)))
-    return sgd.interval(theta, grad, problem.recipe.lr_at(step))
+    rec = problem.recipe
+    return sgd.interval(theta, grad, rec.lr_at(step), rec.weight_decay, rec.l1)
 
 
 class AGTMethod(BoxMethod):

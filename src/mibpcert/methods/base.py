@@ -210,6 +210,8 @@ def box_loop(
                 problem.recipe.clip,
                 before,
                 X_box,
+                problem.recipe.weight_decay,
+                problem.recipe.l1,
             )
             theta = theta.intersect(state.box(attack))
             cs.append(state.c)

@@ -199,6 +199,11 @@ class ExactMethod:
         from mibpcert.solvers import get_backend
 
         notes = check_supported(problem)
+        if problem.recipe.l1:
+            raise UnsupportedError(
+                "method 'exact' does not encode L1 regularisation (sign(theta) needs an exact "
+                "encoding at theta = 0); use interval, agt or mibp, or drop --l1."
+            )
         if problem.threat.test_eps > 0:
             raise UnsupportedError(
                 "method 'exact' does not model test-time perturbations (test_eps) yet; use "

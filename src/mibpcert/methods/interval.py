@@ -37,7 +37,7 @@ def interval_step(
     labels = problem.label_set() if labels is None else labels
     recipe = problem.recipe
     g = network.batch_gradient(problem.arch, theta, X[idx], labels[idx], recipe.loss, recipe.clip)
-    return sgd.interval(theta, g, lr)
+    return sgd.interval(theta, g, lr, problem.recipe.weight_decay, problem.recipe.l1)
 
 
 class IntervalMethod(BoxMethod):

@@ -134,6 +134,10 @@ class MIBPMethod(BoxMethod):
         self.executor = executor
         self.ray_address = ray_address
 
+    @staticmethod
+    def lr_of(problem: Problem, step: int) -> float:
+        return problem.recipe.lr_at(step)
+
     # ------------------------------------------------------------------ set-up
     def provenance(self) -> str:
         tol = self._tolerance()
@@ -302,6 +306,23 @@ class MIBPMethod(BoxMethod):
                 attack, state.c, state.G, state.rho, G_next, basis
             )
             values += list(np.repeat(nominal_next - G_next @ attack.clean, 2))
+        # the L1 term -lr l1 sign(theta_j) is not in the program: each objective's bound moves
+        # by its range over the box (min: its upper end, max: its lower end), outward
+        l1 = problem.recipe.l1
+        l1_term = sgd.l1_interval(box, self.lr_of(problem, step), l1) if l1 else None
+        if l1_term is not None:
+            sign_nom = np.sign(problem.train_nominal().thetas[step])
+            shift_nom = (self.lr_of(problem, step) * l1) * sign_nom
+            values = [v + shift_nom[(k % (2 * m)) // 2] for k, v in enumerate(values)]
+
+        def with_l1(k: int, bnd: float | None) -> float | None:
+            if l1_term is None or bnd is None or np.isnan(bnd):
+                return bnd
+            j = (k % (2 * m)) // 2
+            if k % 2 == 0:
+                return float(np.nextafter(bnd - l1_term.hi[j], -np.inf))
+            return float(np.nextafter(bnd - l1_term.lo[j], np.inf))
+
         lo, hi = itv.lo.copy(), itv.hi.copy()
         statuses: Counter = Counter()
         fallbacks = 0
@@ -317,7 +338,7 @@ class MIBPMethod(BoxMethod):
             for r in results:
                 statuses[r.status] += 1
                 task_failures += int(r.lost)
-            bounds = [r.certified() for r in results]
+            bounds = [with_l1(k, r.certified()) for k, r in zip(which, results, strict=True)]
             box_k = [(k, b) for k, b in zip(which, bounds, strict=True) if k < 2 * m]
             res_k = [(k - 2 * m, b) for k, b in zip(which, bounds, strict=True) if k >= 2 * m]
             missing = enc.decode([k for k, _ in box_k], [b for _, b in box_k], lo, hi)
@@ -389,7 +410,7 @@ class MIBPMethod(BoxMethod):
             g, _ = batch_gradient(
                 problem.arch, theta, X[idx], t[idx], problem.recipe.loss, problem.recipe.clip
             )
-            nxt = sgd.update(theta, g, lr)
+            nxt = sgd.update(theta, g, lr, problem.recipe.weight_decay, problem.recipe.l1)
             bad |= (nxt < lo) | (nxt > hi)
         if bad.any():
             lo, hi = lo.copy(), hi.copy()

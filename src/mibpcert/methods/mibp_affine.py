@@ -98,6 +98,8 @@ def step(method, problem, step, idx, box, itv, nominal_next, executor, affine, r
         None,
         box,
         affine["X_box"],
+        problem.recipe.weight_decay,
+        problem.recipe.l1,
     )
     basis, G_next, drop, pad = tie_basis(attack, state.G, free.G)
     free_rho = free.rho + drop + pad
@@ -168,7 +170,7 @@ def self_check(method, problem, box, attack, state, nxt, lo, hi, idx, lr, rng):
         g, _ = batch_gradient(
             problem.arch, theta, X[idx], t[idx], problem.recipe.loss, problem.recipe.clip
         )
-        out = sgd.update(theta, g, lr)
+        out = sgd.update(theta, g, lr, problem.recipe.weight_decay, problem.recipe.l1)
         bad |= np.abs(out - nxt.c - nxt.G @ u) > nxt.rho
         bad_box |= (out < lo) | (out > hi)
     return bad, bad_box

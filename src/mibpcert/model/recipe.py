@@ -30,6 +30,9 @@ class TrainingRecipe:
         lr_min: floor for the learning rate.
         clip: per-sample gradient clipping: every coordinate of each sample's gradient is
             clipped to [-clip, clip] before averaging (``None``: no clipping).
+        weight_decay: L2 regularisation ``wd/2 |theta|^2`` (PyTorch SGD's ``weight_decay``):
+            ``theta' = (1 - lr wd) theta - lr g``.
+        l1: L1 regularisation ``l1 |theta|_1``: ``- lr l1 sign(theta)`` more per step.
     """
 
     loss: str = "hinge"
@@ -42,6 +45,8 @@ class TrainingRecipe:
     lr_decay: float = 0.0
     lr_min: float = 0.0
     clip: float | None = None
+    weight_decay: float = 0.0
+    l1: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -71,6 +76,10 @@ class TrainingRecipe:
             raise ModelError(f"lr_min must be >= 0, got {self.lr_min}.")
         if self.clip is not None and not (np.isfinite(self.clip) and self.clip > 0):
             raise ModelError(f"clip must be a positive finite number or None, got {self.clip}.")
+        for name in ("weight_decay", "l1"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise ModelError(f"{name} must be a finite number >= 0, got {v}.")
 
     def batches(self, n: int) -> list[np.ndarray]:
         """The fixed batch schedule: one index array per step, ``epochs * ceil(n / b)`` steps."""

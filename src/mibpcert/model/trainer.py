@@ -112,6 +112,6 @@ def train(
     losses = np.empty(len(batches))
     for step, idx in enumerate(batches):
         g, losses[step] = batch_gradient(arch, theta, X[idx], t_all[idx], recipe.loss, recipe.clip)
-        theta = sgd.update(theta, g, recipe.lr_at(step))
+        theta = sgd.update(theta, g, recipe.lr_at(step), recipe.weight_decay, recipe.l1)
         thetas[step + 1] = theta
     return Trajectory(thetas, losses)
