@@ -119,6 +119,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("lr-decay-negative", ["--lr-schedule", "inverse", "--lr-decay", "-1"], r"decay"),
     ("clip-0", ["--clip", "0"], r"clip"),
     ("clip-negative", ["--clip", "-1"], r"clip"),
+    ("n-trusted-all", ["--n-trusted", "12"], r"n_trusted"),
+    ("n-trusted-labels", ["--n-trusted", "3", "--label-k", "1"], r"--paired"),
     ("weight-decay-negative", ["--weight-decay", "-0.1"], r"weight_decay"),
     ("l1-nan", ["--l1", "nan"], r"l1"),
     ("exact-l1", ["--method", "exact", "--l1", "0.01"], r"L1"),

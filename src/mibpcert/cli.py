@@ -72,6 +72,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--label-eps", "threat.label_eps", float, "regression: max target shift"),
     ("--feature-bounds", "threat.feature_bounds", None, "LOW,HIGH box all features stay in"),
     ("--test-eps", "threat.test_eps", float, "l-inf radius of test-time perturbations"),
+    (
+        "--n-trusted",
+        "threat.n_trusted",
+        int,
+        "a seeded subset of N training points is trusted: the attacker cannot change them",
+    ),
     ("--method", "method.name", str, "interval | agt | mibp | exact"),
     (
         "--sets",

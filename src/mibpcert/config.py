@@ -90,6 +90,7 @@ class ThreatConfig:
     feature_bounds: list | None = None
     test_eps: float = 0.0
     paired: bool = False
+    n_trusted: int = 0
 
 
 @dataclass

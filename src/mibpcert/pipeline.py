@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mibpcert.certify.report import RunResult, check_output_dir
 from mibpcert.certify.testtime import (
     SELECT_EPOCH,
@@ -36,8 +38,40 @@ from mibpcert.problem import Problem
 from mibpcert.threat.model import DiscreteFeature, ThreatModel
 
 
-def build_threat(cfg: Config) -> ThreatModel:
+def trusted_points(cfg: Config, n_train: int) -> np.ndarray:
+    """The training points of ``[threat] n_trusted``: a seeded subset (``[data] seed``) of the
+    training set the attacker cannot touch (empty for 0)."""
+    n = cfg.threat.n_trusted
+    if not isinstance(n, (int, np.integer)) or not 0 <= n < n_train:
+        raise ConfigError(
+            f"n_trusted must be an integer in 0..{n_train - 1} (the training set has {n_train} "
+            f"points, and at least one must be untrusted), got {n!r}."
+        )
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([cfg.data.seed, 7919])
+    return np.sort(rng.choice(n_train, size=int(n), replace=False))
+
+
+def build_threat(cfg: Config, n_train: int | None = None) -> ThreatModel:
+    """The threat model of ``cfg``; with ``[threat] n_trusted`` (needs ``n_train``) its scope
+    is the given ``points`` (default: all) without the trusted points."""
     t = cfg.threat
+    points = None if t.points is None else tuple(t.points)
+    if t.n_trusted:
+        if n_train is None:
+            raise ConfigError("n_trusted needs the training set size.")
+        trusted = set(trusted_points(cfg, n_train).tolist())
+        if t.label_k and not t.paired:
+            raise ConfigError(
+                "n_trusted with label changes needs --paired (labels then change only on "
+                "untrusted points whose features may change); label changes anywhere else "
+                "are not tied to the trusted split yet."
+            )
+        pool = range(n_train) if points is None else points
+        points = tuple(int(i) for i in pool if int(i) not in trusted)
+        if not points:
+            raise ConfigError("n_trusted leaves no untrusted point the attacker may change.")
     discrete = []
     for i, d in enumerate(t.discrete):
         if not isinstance(d, dict) or "feature" not in d or "values" not in d:
@@ -51,7 +85,7 @@ def build_threat(cfg: Config) -> ThreatModel:
         discrete.append(DiscreteFeature(**{**d, "values": tuple(d["values"])}))
     return ThreatModel(
         eps=t.eps,
-        points=None if t.points is None else tuple(t.points),
+        points=points,
         k=t.k,
         label_k=t.label_k,
         label_mode=t.label_mode,
@@ -78,7 +112,7 @@ def build_problem(cfg: Config) -> Problem:
         theta0 = load_params(cfg.model.init_file, arch)
     else:
         theta0 = init_params(arch, cfg.model.init_seed)
-    return Problem(data, arch, recipe, build_threat(cfg), theta0)
+    return Problem(data, arch, recipe, build_threat(cfg, data.n_train), theta0)
 
 
 def _epochs_for_steps(steps: int, n: int, batch_size: int | None) -> int:
