@@ -146,3 +146,72 @@ def test_exact_takes_weight_decay_and_refuses_l1():
     cfg.training.l1 = 0.01
     with pytest.raises(UnsupportedError, match="L1"):
         certify_problem(build_problem(cfg), "exact", options=dict(objective="misclassified"))
+
+
+# ----------------------------------------------------------------------------- norm clipping
+
+
+def test_norm_clipping_of_the_trainer_and_its_interval_version():
+    from mibpcert.ops import clip as ops_clip
+
+    arch = Architecture.parse("3-4-2")
+    rng = np.random.default_rng(3)
+    for scope in ("layer", "global"):
+        spec = TrainingRecipe(clip_norm=0.7, clip_scope=scope).clipping(arch)
+        g = rng.normal(size=(6, arch.n_params)) * rng.choice([0.05, 3.0], size=(6, 1))
+        h = ops_clip.forward(g, spec)
+        for a, b in spec.groups:
+            n_before = np.linalg.norm(g[:, a:b], axis=1)
+            n_after = np.linalg.norm(h[:, a:b], axis=1)
+            assert np.all(n_after <= 0.7 * (1 + 1e-12))
+            small = n_before <= 0.7
+            assert np.array_equal(h[small, a:b], g[small, a:b])
+        box = Interval(g - rng.uniform(0, 0.3, g.shape), g + rng.uniform(0, 0.3, g.shape))
+        out = ops_clip.interval(box, spec)
+        for _ in range(200):
+            x = rng.uniform(box.lo, box.hi)
+            ends = rng.random(x.shape) < 0.3  # box corners too
+            x[ends] = np.where(rng.random(x.shape) < 0.5, box.lo, box.hi)[ends]
+            y = ops_clip.forward(x, spec)
+            assert np.all((out.lo <= y) & (y <= out.hi))
+    assert len(TrainingRecipe(clip_norm=1.0).clipping(arch).groups) == 4  # W1, b1, W2, b2
+    with pytest.raises(ModelError, match="clip_scope"):
+        TrainingRecipe(clip_norm=1.0, clip_scope="tensor")
+    with pytest.raises(ModelError, match="clip_norm"):
+        TrainingRecipe(clip_norm=0.0)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+@pytest.mark.parametrize("batch_size", [None, 6])
+@pytest.mark.parametrize(
+    "method,opts,threat",
+    [
+        ("interval", {}, ThreatModel(eps=0.2)),
+        ("agt", {}, ThreatModel(eps=0.2, k=3, label_k=1)),
+        ("interval", {"sets": "affine"}, ThreatModel(eps=0.2)),
+    ],
+    ids=["interval", "agt-k", "interval-affine"],
+)
+def test_sampled_attacks_stay_inside_norm_clipped_bounds(method, opts, threat, batch_size, scope):
+    p = _problem(threat, batch_size=batch_size, clip_norm=0.3, clip_scope=scope, **REG)
+    b = get_method(method, **opts).bound(p)
+    _sampled_inside(p, b)
+    z = _problem(ThreatModel(eps=0.0), zeros=False, clip_norm=0.3, clip_scope=scope)
+    bz = get_method(method, **opts).bound(z)
+    assert bz.contains(z.train_nominal().thetas).all() and float(bz.widths().max()) < 1e-6
+
+
+def test_norm_clipping_bounds_the_unbounded_attacker():
+    """eps = inf on k points: without clipping agt's boxes are infinite; with the norm clipped
+    every step moves a parameter by at most lr * C (plus decay), so the boxes are finite."""
+    p = _problem(ThreatModel(eps=float("inf"), k=2), clip_norm=0.5, clip_scope="global")
+    b = get_method("agt").bound(p)
+    assert np.all(np.isfinite(b.lower)) and np.all(np.isfinite(b.upper))
+    assert float(b.widths()[1].max()) <= 2 * 0.4 * 0.5 * (1 + 1e-9)
+    _sampled_inside(p, b, n=20)
+
+
+def test_mibp_refuses_norm_clipping():
+    p = _problem(ThreatModel(eps=0.1), clip_norm=0.5)
+    with pytest.raises(UnsupportedError, match="clipping"):
+        get_method("mibp", solver="highs", relax="lp").bound(p)

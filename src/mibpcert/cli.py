@@ -52,6 +52,13 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
     ("--lr-decay", "training.lr_decay", float, "decay parameter of the lr schedule"),
     ("--clip", "training.clip", float, "per-sample gradient clipping to [-clip, clip]"),
     (
+        "--clip-norm",
+        "training.clip_norm",
+        float,
+        "per-sample gradient clipping to l2 norm <= C (see --clip-scope)",
+    ),
+    ("--clip-scope", "training.clip_scope", str, "layer (per parameter tensor) | global"),
+    (
         "--weight-decay",
         "training.weight_decay",
         float,

@@ -74,6 +74,8 @@ class TrainingConfig:
     clip: float | None = None
     weight_decay: float = 0.0
     l1: float = 0.0
+    clip_norm: float | None = None
+    clip_scope: str = "layer"
     steps: int | None = None
     select_epoch: str = "last"
 

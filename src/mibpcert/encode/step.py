@@ -163,7 +163,7 @@ def check_supported(problem: Problem) -> list[str]:
     """Raise :class:`UnsupportedError` for what the per-step encoding cannot express."""
     t = problem.threat
     notes = []
-    if problem.recipe.clip is not None:
+    if problem.recipe.clips:
         raise UnsupportedError(
             "method 'mibp' does not encode per-sample gradient clipping yet; use --method agt "
             "or interval, or train without --clip."

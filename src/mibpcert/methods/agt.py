@@ -119,7 +119,7 @@ class AGTMethod(BoxMethod):
                 "the global budget is bounded per batch as min(budget, batch size) (sound, "
                 "looser across epochs)."
             )
-        if np.isinf(t.eps) and problem.recipe.clip is None and t.feature_bounds is None:
+        if np.isinf(t.eps) and not problem.recipe.clips and t.feature_bounds is None:
             notes.append("eps = inf without gradient clipping gives unbounded (infinite) boxes.")
         return notes
 
@@ -145,7 +145,8 @@ class AGTMethod(BoxMethod):
         labels_poison: LabelSet,
     ) -> Interval:
         """Bound on the sum of the batch's per-sample gradients with at most k poisoned."""
-        arch, loss, clip = problem.arch, problem.recipe.loss, problem.recipe.clip
+        arch, loss = problem.arch, problem.recipe.loss
+        clip = problem.recipe.clipping(arch)
         if k < len(idx):
             clean = network.sample_gradients(
                 arch,

@@ -207,7 +207,7 @@ def box_loop(
                 labels,
                 problem.recipe.loss,
                 problem.recipe.lr_at(step),
-                problem.recipe.clip,
+                problem.recipe.clipping(problem.arch),
                 before,
                 X_box,
                 problem.recipe.weight_decay,

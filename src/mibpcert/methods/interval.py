@@ -36,7 +36,9 @@ def interval_step(
     X = problem.input_box() if X is None else X
     labels = problem.label_set() if labels is None else labels
     recipe = problem.recipe
-    g = network.batch_gradient(problem.arch, theta, X[idx], labels[idx], recipe.loss, recipe.clip)
+    g = network.batch_gradient(
+        problem.arch, theta, X[idx], labels[idx], recipe.loss, recipe.clipping(problem.arch)
+    )
     return sgd.interval(theta, g, lr, problem.recipe.weight_decay, problem.recipe.l1)
 
 

@@ -33,6 +33,10 @@ class TrainingRecipe:
         weight_decay: L2 regularisation ``wd/2 |theta|^2`` (PyTorch SGD's ``weight_decay``):
             ``theta' = (1 - lr wd) theta - lr g``.
         l1: L1 regularisation ``l1 |theta|_1``: ``- lr l1 sign(theta)`` more per step.
+        clip_norm: per-sample l2-norm clipping: each sample's gradient is scaled by
+            ``min(1, clip_norm / |g|)`` (after elementwise ``clip``, if both are set).
+        clip_scope: ``layer`` (the norm of each parameter tensor, W1, b1, ...; as the AGT
+            library) or ``global`` (the norm over all parameters).
     """
 
     loss: str = "hinge"
@@ -47,6 +51,8 @@ class TrainingRecipe:
     clip: float | None = None
     weight_decay: float = 0.0
     l1: float = 0.0
+    clip_norm: float | None = None
+    clip_scope: str = "layer"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -76,10 +82,41 @@ class TrainingRecipe:
             raise ModelError(f"lr_min must be >= 0, got {self.lr_min}.")
         if self.clip is not None and not (np.isfinite(self.clip) and self.clip > 0):
             raise ModelError(f"clip must be a positive finite number or None, got {self.clip}.")
+        if self.clip_norm is not None and not (
+            np.isfinite(self.clip_norm) and self.clip_norm > 0
+        ):
+            raise ModelError(
+                f"clip_norm must be a positive finite number or None, got {self.clip_norm}."
+            )
+        if self.clip_scope not in ("layer", "global"):
+            raise ModelError(
+                f"unknown clip_scope {self.clip_scope!r}; use 'layer' (per parameter tensor) or "
+                "'global'."
+            )
         for name in ("weight_decay", "l1"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ModelError(f"{name} must be a finite number >= 0, got {v}.")
+
+    @property
+    def clips(self) -> bool:
+        """Whether per-sample gradients are clipped (elementwise or by their norm)."""
+        return self.clip is not None or self.clip_norm is not None
+
+    def clipping(self, arch):
+        """What the gradient functions take as ``clip``: ``None``, the elementwise bound, or a
+        :class:`~mibpcert.ops.clip.Clipping` with the norm groups of ``arch``."""
+        if self.clip_norm is None:
+            return self.clip
+        from mibpcert.ops.clip import Clipping
+
+        if self.clip_scope == "global":
+            groups = ((0, arch.n_params),)
+        else:
+            groups = tuple(
+                (s.start, s.stop) for pair in arch.slices() for s in pair
+            )
+        return Clipping(self.clip, float(self.clip_norm), groups)
 
     def batches(self, n: int) -> list[np.ndarray]:
         """The fixed batch schedule: one index array per step, ``epochs * ceil(n / b)`` steps."""

@@ -111,7 +111,9 @@ def train(
     thetas[0] = theta
     losses = np.empty(len(batches))
     for step, idx in enumerate(batches):
-        g, losses[step] = batch_gradient(arch, theta, X[idx], t_all[idx], recipe.loss, recipe.clip)
+        g, losses[step] = batch_gradient(
+            arch, theta, X[idx], t_all[idx], recipe.loss, recipe.clipping(arch)
+        )
         theta = sgd.update(theta, g, recipe.lr_at(step), recipe.weight_decay, recipe.l1)
         thetas[step + 1] = theta
     return Trajectory(thetas, losses)
