@@ -305,7 +305,7 @@ def main() -> None:
                 f"{r['dataset']} k={r['k']} eps={r['eps']} T={r['T']} {r['variant']}"
                 for r in closed
             )
-            if closed
+            if 0 < len(closed) <= 12
             else ""
         ),
         "",
