@@ -263,10 +263,11 @@ class ExactMethod:
         reference = reference_step(problem)
         if self.sets != "affine":
             return reference
-        from mibpcert.methods import get_method
+        from mibpcert.methods.agt import AGTMethod
+        from mibpcert.methods.interval import IntervalMethod
 
-        inner = "agt" if problem.threat.counts_points(problem.data.n_train) else "interval"
-        aff = get_method(inner, sets="affine").bound(problem)
+        budgets = problem.threat.counts_points(problem.data.n_train)
+        aff = (AGTMethod if budgets else IntervalMethod)(sets="affine").bound(problem)
 
         def step(box: Interval, t: int, idx: np.ndarray) -> Interval:
             return reference(box, t, idx).intersect(Interval(aff.lower[t + 1], aff.upper[t + 1]))
