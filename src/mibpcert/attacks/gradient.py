@@ -58,13 +58,11 @@ class _Space:
             )
         else:
             lab = np.asarray(y) != y0
-        self.paired = bool(t.paired)
-        if self.paired:  # the budget is shared with the labels: keep to the labelled rows
+        if t.paired:  # the budget is shared with the labels: keep to the labelled rows
             room = max(int(t.k or 0), int(t.label_k)) - int(lab.sum())
             self.k = max(0, room) if self.k is not None else None
         self.mask = mask
         self.rad = np.where(mask, 0.5 * (self.hi - self.lo), 0.0)
-        self.lab_rows = lab
         self.discrete = [int(df.feature) for df in t.discrete]
 
     @property
@@ -190,7 +188,9 @@ def gradient_attack(
     return Attack(X, y, value, "gradient", {"evaluations": evals, "starts": tried})
 
 
-def _better(objective: TestObjective, a: float, b: float) -> bool:
+def worse_for_model(objective: TestObjective, a: float, b: float) -> bool:
+    """Whether the value ``a`` is strictly worse for the model than ``b`` (the attacker's
+    order: smaller margins, larger MSE or count)."""
     return a < b if objective.sense == "min" else a > b
 
 
@@ -228,7 +228,7 @@ def repair_attack(
             if threat_violations(problem, X, y):
                 continue
             v = objective.value(problem, problem.train_poisoned(X, y).final)
-            if _better(objective, v, best.value):
+            if worse_for_model(objective, v, best.value):
                 best = Attack(X, y, v, attack.source, dict(attack.extra))
             if reaches(objective, best.value, target):
                 break
@@ -238,7 +238,7 @@ def repair_attack(
         g = gradient_attack(
             problem, objective, [best], deadline - time.perf_counter(), restarts=0, seed=seed
         )
-        if _better(objective, g.value, best.value):
+        if worse_for_model(objective, g.value, best.value):
             best = Attack(g.X, g.y, g.value, attack.source, dict(attack.extra))
     extra = dict(best.extra)
     extra["repaired"] = best is not attack

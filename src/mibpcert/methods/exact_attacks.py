@@ -23,6 +23,7 @@ from mibpcert.attacks import (
     project_attack,
     repair_attack,
 )
+from mibpcert.attacks.gradient import reaches, worse_for_model
 from mibpcert.attacks.replay import replay, threat_violations
 from mibpcert.encode.unroll import TrainingProgram
 from mibpcert.problem import Problem
@@ -38,15 +39,11 @@ class AttackSettings(Protocol):
     def heuristic_budget(self) -> float: ...
 
 
-def better(objective: TestObjective, a: Attack, b: Attack) -> bool:
-    """Whether attack ``a`` is strictly worse for the model than ``b``."""
-    return a.value < b.value if objective.sense == "min" else a.value > b.value
-
-
 def best_of(objective: TestObjective, attacks) -> Attack:
+    """The attack worst for the model among ``attacks`` (``None`` entries skipped)."""
     out = None
     for a in attacks:
-        if a is not None and (out is None or better(objective, a, out)):
+        if a is not None and (out is None or worse_for_model(objective, a.value, out.value)):
             out = a
     assert out is not None
     return out
@@ -87,8 +84,7 @@ def solver_attack(
     bad = threat_violations(problem, X, y)
     if bad:  # the projection keeps every budget; anything left is a bug: drop the attack
         return None
-    value = replay(problem, X, y, objective)
-    attack = Attack(X, y, value, "solver", {"threat_violations": bad})
+    attack = Attack(X, y, replay(problem, X, y, objective), "solver", {"threat_violations": bad})
     if repair_budget > 0 and target is not None:
         attack = repair_attack(problem, objective, attack, target, repair_budget, seed)
     return attack
@@ -105,7 +101,6 @@ def outcome(
     """:class:`~mibpcert.vocab.Outcome` of one program: ``closed`` (the best replayed attack
     meets the certified bound within the relative gap ``closed_gap``), ``replay_differs`` (the
     solver claims a value no replayed attack reaches), else ``open``."""
-    from mibpcert.attacks.gradient import reaches
     from mibpcert.solvers.results import relative_gap
 
     if certified is not None:

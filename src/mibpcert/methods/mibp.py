@@ -134,10 +134,6 @@ class MIBPMethod(BoxMethod):
         self.executor = executor
         self.ray_address = ray_address
 
-    @staticmethod
-    def lr_of(problem: Problem, step: int) -> float:
-        return problem.recipe.lr_at(step)
-
     # ------------------------------------------------------------------ set-up
     def provenance(self) -> str:
         tol = self._tolerance()
@@ -235,11 +231,12 @@ class MIBPMethod(BoxMethod):
                 itv = reference(box, step, idx)
                 if affine is None:
                     lo, hi, stats = self._solve_step(
-                        problem, step, idx, box, itv, nominal[step + 1], executor
+                        problem, step, idx, box, itv, nominal[step : step + 2], executor
                     )
                 else:
                     lo, hi, stats = mibp_affine.step(
-                        self, problem, step, idx, box, itv, nominal[step + 1], executor, affine, rng
+                        self, problem, step, idx, box, itv, nominal[step : step + 2], executor,
+                        affine, rng,
                     )
                 if affine is None:
                     lo, hi, bad = self._self_check(problem, box, idx, lr, lo, hi, itv, rng)
@@ -289,12 +286,14 @@ class MIBPMethod(BoxMethod):
             self.name, lower, upper, notes, seconds, info, warnings, affine=traj
         )
 
-    def _solve_step(self, problem, step, idx, box, itv, nominal_next, executor, tie=None):
+    def _solve_step(self, problem, step, idx, box, itv, nominal, executor, tie=None):
         """Bound the next box (min/max of every updated parameter over the step's program);
         with ``tie = (attack, state, G_next)`` the program is tied to the affine set ``state``
-        and also bounds ``theta'_j - G_next_j u`` (returned as ``(rlo, rhi)``)."""
+        and also bounds ``theta'_j - G_next_j u`` (returned as ``(rlo, rhi)``). ``nominal``:
+        the clean trajectory's parameters before and after the step (feasible values)."""
         from mibpcert.solvers import backend_for
 
+        nominal_next = nominal[1]
         enc = encode_step(problem, step, box, idx)
         objectives = enc.objectives()
         m = len(enc.theta_vars)
@@ -309,10 +308,10 @@ class MIBPMethod(BoxMethod):
         # the L1 term -lr l1 sign(theta_j) is not in the program: each objective's bound moves
         # by its range over the box (min: its upper end, max: its lower end), outward
         l1 = problem.recipe.l1
-        l1_term = sgd.l1_interval(box, self.lr_of(problem, step), l1) if l1 else None
+        lr = problem.recipe.lr_at(step)
+        l1_term = sgd.l1_interval(box, lr, l1) if l1 else None
         if l1_term is not None:
-            sign_nom = np.sign(problem.train_nominal().thetas[step])
-            shift_nom = (self.lr_of(problem, step) * l1) * sign_nom
+            shift_nom = (lr * l1) * np.sign(nominal[0])
             values = [v + shift_nom[(k % (2 * m)) // 2] for k, v in enumerate(values)]
 
         def with_l1(k: int, bnd: float | None) -> float | None:

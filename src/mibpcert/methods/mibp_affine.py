@@ -77,7 +77,7 @@ def start(method, problem: Problem, start: int) -> dict:
     return state
 
 
-def step(method, problem, step, idx, box, itv, nominal_next, executor, affine, rng):
+def step(method, problem, step, idx, box, itv, nominal, executor, affine, rng):
     """One step with affine sets: the solver-free affine step gives the next generators
     and a sound remainder; the step's program, tied to the current set, bounds the next
     box and the next remainder; both remainders and boxes are intersected."""
@@ -104,7 +104,7 @@ def step(method, problem, step, idx, box, itv, nominal_next, executor, affine, r
     basis, G_next, drop, pad = tie_basis(attack, state.G, free.G)
     free_rho = free.rho + drop + pad
     lo, hi, stats, (rlo, rhi) = method._solve_step(
-        problem, step, idx, box, itv, nominal_next, executor, (attack, state, G_next, basis)
+        problem, step, idx, box, itv, nominal, executor, (attack, state, G_next, basis)
     )
     free = affine_pass.AffineSet(free.c, G_next, free_rho)
     rlo, rhi = rlo - pad, rhi + pad  # the objectives read G_next u through the basis
