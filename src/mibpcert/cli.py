@@ -65,6 +65,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         "L2 regularisation: theta' = (1 - lr wd) theta - lr g (PyTorch SGD weight_decay)",
     ),
     ("--l1", "training.l1", float, "L1 regularisation: - lr l1 sign(theta) per step"),
+    (
+        "--momentum",
+        "training.momentum",
+        float,
+        "SGD momentum mu in [0, 1) (PyTorch's, dampening 0): v' = mu v + g, theta' = theta - lr v'",
+    ),
     ("--eps", "threat.eps", float, "l-inf radius of training-feature perturbations"),
     (
         "--points",
@@ -149,6 +155,7 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
 _SWITCHES: list[tuple[str, str, bool, str]] = [
     ("--standardize", "data.standardize", True, "standardise features (train statistics)"),
     ("--no-shuffle", "training.shuffle", False, "keep the data order in every epoch"),
+    ("--nesterov", "training.nesterov", True, "Nesterov momentum (with --momentum)"),
     (
         "--paired",
         "threat.paired",

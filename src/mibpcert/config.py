@@ -76,6 +76,8 @@ class TrainingConfig:
     l1: float = 0.0
     clip_norm: float | None = None
     clip_scope: str = "layer"
+    momentum: float = 0.0
+    nesterov: bool = False
     steps: int | None = None
     select_epoch: str = "last"
 

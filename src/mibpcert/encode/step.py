@@ -52,6 +52,15 @@ class StepEncoding:
     batch: np.ndarray  # training indices of the step's batch
     poison: PoisonVars  # the batch's poisoned inputs and labels
     wd: float = 0.0  # weight decay: theta' = (1 - lr wd) theta - lr G (L1: added to the bounds)
+    mu: float = 0.0  # momentum (the velocity's term is added to the bounds, as L1's)
+    nesterov: bool = False
+
+    @property
+    def terms(self) -> tuple[float, float]:
+        """Coefficients of ``(theta, G)`` in ``theta'`` (:func:`mibpcert.ops.sgd.momentum_terms`;
+        the velocity and L1 terms lie outside the program)."""
+        a, b, _, _ = sgd.momentum_terms(self.lr, self.wd, self.mu, self.nesterov)
+        return a, b
 
     def attack(self, x: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The poisoned training set encoded by the variable values ``x`` (e.g. an incumbent):
@@ -59,10 +68,10 @@ class StepEncoding:
         return self.poison.attack(x, X, y)
 
     def objective(self, j: int, sense: str) -> LinearObjective:
-        """``theta'_j = (1 - lr wd) theta_j - lr * G_j``, minimised or maximised."""
+        """``theta'_j = a theta_j + b G_j`` (:attr:`terms`), minimised or maximised."""
         return LinearObjective(
             idx=np.array([self.theta_vars[j], self.grad_vars[j]]),
-            coef=np.array(sgd.terms(self.lr, self.wd)),
+            coef=np.array(self.terms),
             constant=0.0,
             sense=sense,  # type: ignore[arg-type]
             name=f"{sense} {self.names[j]}",
@@ -146,7 +155,7 @@ class StepEncoding:
         for j in range(len(self.theta_vars)):
             keep = coef_next[j] != 0
             idx = np.array([self.theta_vars[j], self.grad_vars[j], *cols[keep]])
-            cf = np.array([*sgd.terms(self.lr, self.wd), *(-coef_next[j, keep])])
+            cf = np.array([*self.terms, *(-coef_next[j, keep])])
             for sense in ("min", "max"):
                 objectives.append(
                     LinearObjective(idx, cf, 0.0, sense, f"{sense} residual {self.names[j]}")
@@ -280,4 +289,6 @@ def encode_step(
         np.asarray(idx),
         pv,
         problem.recipe.weight_decay,
+        problem.recipe.momentum,
+        problem.recipe.nesterov,
     )

@@ -42,7 +42,7 @@ from mibpcert.methods.base import (
     box_loop,
     box_relaxation_notes,
 )
-from mibpcert.methods.interval import interval_step
+from mibpcert.methods.interval import interval_gradient
 from mibpcert.ops import sgd
 from mibpcert.problem import Problem
 from mibpcert.threat.labels import LabelSet
@@ -79,20 +79,18 @@ def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
     return sum_axis(terms, axis=0)
 
 
-def agt_step(
+def agt_gradient(
     problem: Problem,
     theta: Interval,
-    step: int,
     idx: np.ndarray,
     X_poison: Interval,
     labels_poison: LabelSet,
 ) -> Interval:
-    """One AGT training step on batch ``idx`` from the parameter box ``theta``."""
+    """Box of the batch-mean gradient of batch ``idx`` over the parameter box ``theta`` with at
+    most :func:`poisoned_budget` points poisoned."""
     k = poisoned_budget(problem, idx)
     total = AGTMethod._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
-    grad = divide(total, float(len(idx)))
-    rec = problem.recipe
-    return sgd.interval(theta, grad, rec.lr_at(step), rec.weight_decay, rec.l1)
+    return divide(total, float(len(idx)))
 
 
 class AGTMethod(BoxMethod):
@@ -127,12 +125,12 @@ class AGTMethod(BoxMethod):
         X_poison = problem.input_box()
         labels_poison = problem.label_set()
 
-        def step_fn(theta: Interval, step: int, idx: np.ndarray):
-            nxt = agt_step(problem, theta, step, idx, X_poison, labels_poison)
-            return nxt, {"poisoned_budget": poisoned_budget(problem, idx)}
+        def grad_fn(theta: Interval, step: int, idx: np.ndarray):
+            grad = agt_gradient(problem, theta, idx, X_poison, labels_poison)
+            return grad, {"poisoned_budget": poisoned_budget(problem, idx)}
 
         return box_loop(
-            self.name, problem, step_fn, self.check(problem), on_step, self.sets, problem.threat.k
+            self.name, problem, grad_fn, self.check(problem), on_step, self.sets, problem.threat.k
         )
 
     @staticmethod
@@ -167,17 +165,39 @@ class AGTMethod(BoxMethod):
         return topk_sum_bound(clean, poisoned, k).intersect(full)
 
 
-def reference_step(problem: Problem) -> Callable[[Interval, int, np.ndarray], Interval]:
-    """``step(box, step, batch)``: the interval step from ``box``, intersected with the ``agt``
-    step when the threat model counts poisoned points (k-of-n or label budgets). Both are sound,
-    so their intersection is; ``mibp`` and ``exact`` are never looser than it."""
+ReferenceStep = Callable[
+    [Interval, int, np.ndarray, Interval | None], tuple[Interval, Interval | None]
+]
+
+
+def reference_gradient(problem: Problem) -> Callable[[Interval, int, np.ndarray], Interval]:
+    """``grad(box, step, batch)``: the interval gradient box over ``box``, intersected with the
+    ``agt`` one when the threat model counts poisoned points (k-of-n or label budgets). Both are
+    sound, so their intersection is."""
     X_box, labels = problem.input_box(), problem.label_set()
     budgets = problem.threat.counts_points(problem.data.n_train)
 
-    def step(box: Interval, t: int, idx: np.ndarray) -> Interval:
-        itv = interval_step(problem, box, idx, problem.recipe.lr_at(t), X_box, labels)
+    def grad(box: Interval, t: int, idx: np.ndarray) -> Interval:
+        g = interval_gradient(problem, box, idx, X_box, labels)
         if budgets:
-            itv = itv.intersect(agt_step(problem, box, t, idx, X_box, labels))
-        return itv
+            g = g.intersect(agt_gradient(problem, box, idx, X_box, labels))
+        return g
+
+    return grad
+
+
+def reference_step(problem: Problem) -> ReferenceStep:
+    """``step(box, step, batch, velocity) -> (next box, next velocity box)``: the SGD update of
+    :func:`reference_gradient`'s box (``velocity``: the momentum velocity's box, ``None``
+    without momentum or before the first step). ``mibp`` and ``exact`` are never looser than
+    it."""
+    grad = reference_gradient(problem)
+    rec = problem.recipe
+    args = rec.sgd_args()
+
+    def step(
+        box: Interval, t: int, idx: np.ndarray, velocity: Interval | None = None
+    ) -> tuple[Interval, Interval | None]:
+        return sgd.step_interval(box, velocity, grad(box, t, idx), rec.lr_at(t), **args)
 
     return step

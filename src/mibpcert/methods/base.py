@@ -20,6 +20,7 @@ import numpy as np
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.config import DEFAULT_TIME_LIMIT
 from mibpcert.domains.interval import Interval
+from mibpcert.ops import sgd
 from mibpcert.problem import Problem
 from mibpcert.vocab import RelaxMode
 
@@ -37,6 +38,7 @@ __all__ = [
     "attack_symbols",
     "box_loop",
     "box_relaxation_notes",
+    "check_momentum_sets",
     "step_statuses",
 ]
 
@@ -125,8 +127,8 @@ def box_relaxation_notes(problem: Problem, budgets: bool) -> list[str]:
     return notes
 
 
-StepFunction = Callable[[Interval, int, np.ndarray], tuple[Interval, dict | None]]
-"""``step_fn(box, step, batch_indices) -> (next box, info or None)``."""
+GradientFunction = Callable[[Interval, int, np.ndarray], tuple[Interval, dict | None]]
+"""``grad_fn(box, step, batch_indices) -> (box of the batch-mean gradient, info or None)``."""
 
 
 SETS = ("box", "affine")
@@ -159,22 +161,36 @@ def attack_symbols(problem: Problem, k: int | None):
     return SymbolSet.from_box(X, lo, hi, scope, k if t.perturbs_features else None)
 
 
+def check_momentum_sets(problem: Problem, sets: str, method: str) -> None:
+    """Affine sets do not carry a velocity yet: refuse momentum with them."""
+    from mibpcert.errors import UnsupportedError
+
+    if sets == "affine" and problem.recipe.has_momentum:
+        raise UnsupportedError(
+            f"method {method!r} with --sets affine does not carry the momentum velocity yet; "
+            "use --sets box (the velocity then gets its own box), or drop --momentum."
+        )
+
+
 def box_loop(
     name: str,
     problem: Problem,
-    step_fn: StepFunction,
+    grad_fn: GradientFunction,
     notes: list[str],
     on_step: StepCallback | None = None,
     sets: str = "box",
     k: int | None = None,
 ) -> ParameterBounds:
-    """Run ``step_fn`` over the training schedule from the initial parameters; collect boxes.
+    """Bound every step's batch-mean gradient with ``grad_fn`` over the current box and apply
+    the SGD update (:func:`mibpcert.ops.sgd.step_interval`; with momentum the velocity is state
+    with its own box); collect the boxes.
 
     ``sets="affine"``: carry an affine set over the attack symbols (at most ``k`` points moved)
-    beside the box; every step's box is ``step_fn``'s box intersected with the affine set's
+    beside the box; every step's box is the box step intersected with the affine set's
     bounding box, and each set's step starts from the intersected box (both hold the true
     parameters).
     """
+    check_momentum_sets(problem, sets, name)
     from mibpcert.bounds import affine_pass
     from mibpcert.bounds.parameters import AffineTrajectory
 
@@ -184,6 +200,9 @@ def box_loop(
     upper = np.empty((T + 1, m))
     lower[0] = upper[0] = problem.theta0
     theta = Interval.point(problem.theta0)
+    velocity = None
+    recipe = problem.recipe
+    sgd_args = recipe.sgd_args()
     seconds: list[float] = []
     info: list[dict] = []
     affine = None
@@ -196,7 +215,8 @@ def box_loop(
     for step, idx in enumerate(batches):
         t0 = time.perf_counter()
         before = theta
-        theta, extra = step_fn(theta, step, idx)
+        grad, extra = grad_fn(theta, step, idx)
+        theta, velocity = sgd.step_interval(theta, velocity, grad, recipe.lr_at(step), **sgd_args)
         if sets == "affine":
             state, row = affine_pass.step(
                 problem.arch,

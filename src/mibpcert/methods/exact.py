@@ -199,6 +199,11 @@ class ExactMethod:
         from mibpcert.solvers import get_backend
 
         notes = check_supported(problem)
+        if problem.recipe.has_momentum:
+            raise UnsupportedError(
+                "method 'exact' does not unroll SGD momentum yet; use interval, agt or mibp "
+                "(the velocity gets its own box there), or drop --momentum."
+            )
         if problem.recipe.l1:
             raise UnsupportedError(
                 "method 'exact' does not encode L1 regularisation (sign(theta) needs an exact "
@@ -260,7 +265,11 @@ class ExactMethod:
         """The interval (and agt) step; with ``sets="affine"`` also intersected with the box
         of the affine parameter set of the same step (sound for every attack, so for every
         feasible point of the program)."""
-        reference = reference_step(problem)
+        ref = reference_step(problem)
+
+        def reference(box: Interval, t: int, idx: np.ndarray) -> Interval:
+            return ref(box, t, idx)[0]  # no momentum here: exact refuses it
+
         if self.sets != "affine":
             return reference
         from mibpcert.methods.agt import AGTMethod

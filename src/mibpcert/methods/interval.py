@@ -18,28 +18,25 @@ from mibpcert.methods.base import (
     box_loop,
     box_relaxation_notes,
 )
-from mibpcert.ops import sgd
 from mibpcert.problem import Problem
 from mibpcert.threat.labels import LabelSet
 
 
-def interval_step(
+def interval_gradient(
     problem: Problem,
     theta: Interval,
     idx: np.ndarray,
-    lr: float,
     X: Interval | None = None,
     labels: LabelSet | None = None,
 ) -> Interval:
-    """One interval training step on batch ``idx`` with learning rate ``lr`` from the parameter
-    box ``theta`` (every point perturbable)."""
+    """Box of the batch-mean gradient on batch ``idx`` over the parameter box ``theta`` (every
+    point perturbable)."""
     X = problem.input_box() if X is None else X
     labels = problem.label_set() if labels is None else labels
     recipe = problem.recipe
-    g = network.batch_gradient(
+    return network.batch_gradient(
         problem.arch, theta, X[idx], labels[idx], recipe.loss, recipe.clipping(problem.arch)
     )
-    return sgd.interval(theta, g, lr, problem.recipe.weight_decay, problem.recipe.l1)
 
 
 class IntervalMethod(BoxMethod):
@@ -57,9 +54,9 @@ class IntervalMethod(BoxMethod):
         X = problem.input_box()
         labels = problem.label_set()
 
-        def step_fn(theta: Interval, step: int, idx: np.ndarray):
-            return interval_step(problem, theta, idx, problem.recipe.lr_at(step), X, labels), None
+        def grad_fn(theta: Interval, step: int, idx: np.ndarray):
+            return interval_gradient(problem, theta, idx, X, labels), None
 
         return box_loop(
-            self.name, problem, step_fn, self.check(problem), on_step, self.sets, None
+            self.name, problem, grad_fn, self.check(problem), on_step, self.sets, None
         )

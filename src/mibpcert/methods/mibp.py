@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mibpcert.bounds.parameters import ParameterBounds
-from mibpcert.domains.interval import Interval
+from mibpcert.domains.interval import Interval, add, scale, sub
 from mibpcert.encode.step import check_supported, encode_step
 from mibpcert.errors import CheckpointError, ConfigError
 from mibpcert.methods import mibp_affine
@@ -46,6 +46,7 @@ from mibpcert.methods.base import (
     BoxMethod,
     StepCallback,
     TestMIP,
+    check_momentum_sets,
     check_sets,
 )
 from mibpcert.model.trainer import batch_gradient
@@ -162,6 +163,12 @@ class MIBPMethod(BoxMethod):
         from mibpcert.solvers import get_backend
 
         notes = check_supported(problem)
+        check_momentum_sets(problem, self.sets, self.name)
+        if problem.recipe.has_momentum:
+            notes.append(
+                "momentum: the velocity has its own box, from the interval/agt gradient step "
+                "(sound, looser); the velocity's term of theta' is added to the solved bounds."
+            )
         backend = get_backend(self.solver)
         backend.check()
         needed = self.relax.capability
@@ -214,11 +221,16 @@ class MIBPMethod(BoxMethod):
         info: list[dict] = []
         start = 0
         fingerprint = self._fingerprint(problem)
+        # the momentum velocity's boxes (v_0 = 0), or None without momentum
+        vel = (
+            (np.zeros((T + 1, m)), np.zeros((T + 1, m))) if problem.recipe.has_momentum else None
+        )
         if self.resume and self.checkpoint_dir is not None:
-            start = self._load_checkpoint(fingerprint, lower, upper, seconds, info)
+            start = self._load_checkpoint(fingerprint, lower, upper, seconds, info, vel)
             if on_step is not None and start:
                 on_step(start, T)
-        nominal = problem.train_nominal().thetas
+        clean = problem.train_nominal()
+        nominal = clean.thetas
         reference = reference_step(problem)
         rng = np.random.default_rng(12345)
         warnings: list[str] = []
@@ -228,10 +240,12 @@ class MIBPMethod(BoxMethod):
                 t0 = time.perf_counter()
                 box = Interval(lower[step], upper[step])
                 idx, lr = batches[step], problem.recipe.lr_at(step)
-                itv = reference(box, step, idx)
+                vbox = None if vel is None else Interval(vel[0][step], vel[1][step])
+                itv, vnext = reference(box, step, idx, vbox)
                 if affine is None:
                     lo, hi, stats = self._solve_step(
-                        problem, step, idx, box, itv, nominal[step : step + 2], executor
+                        problem, step, idx, box, itv, nominal[step : step + 2], executor,
+                        velocity=None if vel is None else (vbox, clean.velocities[step]),
                     )
                 else:
                     lo, hi, stats = mibp_affine.step(
@@ -239,7 +253,9 @@ class MIBPMethod(BoxMethod):
                         affine, rng,
                     )
                 if affine is None:
-                    lo, hi, bad = self._self_check(problem, box, idx, lr, lo, hi, itv, rng)
+                    lo, hi, bad = self._self_check(
+                        problem, box, idx, lr, lo, hi, itv, rng, vbox
+                    )
                 else:  # checked with parameters of both sets, in the affine step
                     bad = stats.pop("box_self_check_fallbacks")
                 if bad:
@@ -261,10 +277,14 @@ class MIBPMethod(BoxMethod):
                         "coordinates kept the best earlier bound."
                     )
                 lower[step + 1], upper[step + 1] = lo, hi
+                if vel is not None:
+                    vel[0][step + 1], vel[1][step + 1] = vnext.lo, vnext.hi
                 seconds.append(time.perf_counter() - t0)
                 stats["seconds"] = seconds[-1]
                 info.append(stats)
-                self._save_checkpoint(fingerprint, step + 1, lower, upper, seconds, info, affine)
+                self._save_checkpoint(
+                    fingerprint, step + 1, lower, upper, seconds, info, affine, vel
+                )
                 if on_step is not None:
                     on_step(step + 1, T)
         traj = None
@@ -286,11 +306,14 @@ class MIBPMethod(BoxMethod):
             self.name, lower, upper, notes, seconds, info, warnings, affine=traj
         )
 
-    def _solve_step(self, problem, step, idx, box, itv, nominal, executor, tie=None):
+    def _solve_step(
+        self, problem, step, idx, box, itv, nominal, executor, tie=None, velocity=None
+    ):
         """Bound the next box (min/max of every updated parameter over the step's program);
         with ``tie = (attack, state, G_next)`` the program is tied to the affine set ``state``
         and also bounds ``theta'_j - G_next_j u`` (returned as ``(rlo, rhi)``). ``nominal``:
-        the clean trajectory's parameters before and after the step (feasible values)."""
+        the clean trajectory's parameters before and after the step (feasible values);
+        ``velocity = (box, clean value)``: the momentum velocity before the step."""
         from mibpcert.solvers import backend_for
 
         nominal_next = nominal[1]
@@ -305,22 +328,20 @@ class MIBPMethod(BoxMethod):
                 attack, state.c, state.G, state.rho, G_next, basis
             )
             values += list(np.repeat(nominal_next - G_next @ attack.clean, 2))
-        # the L1 term -lr l1 sign(theta_j) is not in the program: each objective's bound moves
-        # by its range over the box (min: its upper end, max: its lower end), outward
-        l1 = problem.recipe.l1
-        lr = problem.recipe.lr_at(step)
-        l1_term = sgd.l1_interval(box, lr, l1) if l1 else None
-        if l1_term is not None:
-            shift_nom = (lr * l1) * np.sign(nominal[0])
-            values = [v + shift_nom[(k % (2 * m)) // 2] for k, v in enumerate(values)]
+        # the L1 term -lr l1 sign(theta_j) and the velocity's term c v_j are not in the program:
+        # each objective's bound moves by their range over the boxes (min: the lower end, max:
+        # the upper end), outward; the clean step's objective value by their clean value
+        extra, extra_nom = self._outside_terms(problem, step, box, nominal[0], velocity)
+        if extra is not None:
+            values = [v - extra_nom[(k % (2 * m)) // 2] for k, v in enumerate(values)]
 
         def with_l1(k: int, bnd: float | None) -> float | None:
-            if l1_term is None or bnd is None or np.isnan(bnd):
+            if extra is None or bnd is None or np.isnan(bnd):
                 return bnd
             j = (k % (2 * m)) // 2
             if k % 2 == 0:
-                return float(np.nextafter(bnd - l1_term.hi[j], -np.inf))
-            return float(np.nextafter(bnd - l1_term.lo[j], np.inf))
+                return float(np.nextafter(bnd + extra.lo[j], -np.inf))
+            return float(np.nextafter(bnd + extra.hi[j], np.inf))
 
         lo, hi = itv.lo.copy(), itv.hi.copy()
         statuses: Counter = Counter()
@@ -390,8 +411,31 @@ class MIBPMethod(BoxMethod):
             return lo, hi, stats, (rlo, rhi)
         return lo, hi, stats
 
-    def _self_check(self, problem, box, idx, lr, lo, hi, itv, rng):
-        """Random single steps from theta in the box on random attacks must land in [lo, hi]."""
+    @staticmethod
+    def _outside_terms(problem, step, box, theta_nom, velocity):
+        """The terms of ``theta'`` outside the step's program (``- lr l1 sign(theta)`` and the
+        momentum velocity's ``c v``) as an interval over the boxes, and their clean value;
+        ``(None, None)`` when there are none."""
+        rec = problem.recipe
+        lr = rec.lr_at(step)
+        _, _, vc, l1_factor = sgd.momentum_terms(lr, rec.weight_decay, rec.momentum, rec.nesterov)
+        l1 = rec.l1 * l1_factor
+        if not l1 and velocity is None:
+            return None, None
+        m = len(theta_nom)
+        extra, nom = Interval.point(np.zeros(m)), np.zeros(m)
+        if l1:
+            extra = sub(extra, sgd.l1_interval(box, lr, l1))
+            nom = nom - (lr * l1) * np.sign(theta_nom)
+        if velocity is not None:
+            vbox, v_nom = velocity
+            extra = add(extra, scale(vbox, vc))
+            nom = nom + vc * v_nom
+        return extra, nom
+
+    def _self_check(self, problem, box, idx, lr, lo, hi, itv, rng, vbox=None):
+        """Random single steps from theta in the box (and the velocity in its box) on random
+        attacks must land in [lo, hi]."""
         if self.self_check_samples <= 0:
             return lo, hi, 0
         data = problem.data
@@ -409,7 +453,8 @@ class MIBPMethod(BoxMethod):
             g, _ = batch_gradient(
                 problem.arch, theta, X[idx], t[idx], problem.recipe.loss, problem.recipe.clip
             )
-            nxt = sgd.update(theta, g, lr, problem.recipe.weight_decay, problem.recipe.l1)
+            v = None if vbox is None else rng.uniform(vbox.lo, vbox.hi)
+            nxt, _ = sgd.step(theta, v, g, lr, **problem.recipe.sgd_args())
             bad |= (nxt < lo) | (nxt > hi)
         if bad.any():
             lo, hi = lo.copy(), hi.copy()
@@ -417,7 +462,9 @@ class MIBPMethod(BoxMethod):
         return lo, hi, int(bad.sum())
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, fingerprint, done, lower, upper, seconds, info, affine=None):
+    def _save_checkpoint(
+        self, fingerprint, done, lower, upper, seconds, info, affine=None, vel=None
+    ):
         if self.checkpoint_dir is None:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -426,6 +473,8 @@ class MIBPMethod(BoxMethod):
         sets = {}
         if affine is not None:
             sets = {f"affine_{k}": np.array(affine[k][: done + 1]) for k in ("c", "G", "rho")}
+        if vel is not None:
+            sets["velocity_lower"], sets["velocity_upper"] = vel[0][: done + 1], vel[1][: done + 1]
         np.savez(
             tmp,
             fingerprint=np.asarray(fingerprint),
@@ -438,7 +487,7 @@ class MIBPMethod(BoxMethod):
         )
         tmp.replace(path)
 
-    def _load_checkpoint(self, fingerprint, lower, upper, seconds, info) -> int:
+    def _load_checkpoint(self, fingerprint, lower, upper, seconds, info, vel=None) -> int:
         """Restore the steps a checkpoint holds; a corrupted, foreign or mismatched file gives
         one :class:`~mibpcert.errors.CheckpointError` line naming it and how to start over."""
         import zipfile
@@ -474,6 +523,11 @@ class MIBPMethod(BoxMethod):
                     if "affine_c" in ck.files
                     else None
                 )
+                velocity = (
+                    (ck["velocity_lower"], ck["velocity_upper"])
+                    if "velocity_lower" in ck.files
+                    else None
+                )
         except CheckpointError:
             raise
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -492,6 +546,8 @@ class MIBPMethod(BoxMethod):
                 affine is None
                 or all(len(affine[k]) == done + 1 for k in ("c", "G", "rho"))
             )
+            and (vel is None) == (velocity is None)
+            and (velocity is None or velocity[0].shape == velocity[1].shape == (done + 1, m))
         )
         if not shape_ok:
             raise CheckpointError(
@@ -501,6 +557,8 @@ class MIBPMethod(BoxMethod):
         done = min(done, lower.shape[0] - 1)
         lower[: done + 1] = ck_lower[: done + 1]
         upper[: done + 1] = ck_upper[: done + 1]
+        if vel is not None:
+            vel[0][: done + 1], vel[1][: done + 1] = velocity[0][: done + 1], velocity[1][: done + 1]
         seconds.extend(ck_seconds[:done])
         info.extend(ck_info[:done])
         self._loaded_affine = affine

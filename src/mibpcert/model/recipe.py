@@ -37,6 +37,10 @@ class TrainingRecipe:
             ``min(1, clip_norm / |g|)`` (after elementwise ``clip``, if both are set).
         clip_scope: ``layer`` (the norm of each parameter tensor, W1, b1, ...; as the AGT
             library) or ``global`` (the norm over all parameters).
+        momentum: SGD momentum ``mu`` (PyTorch's, dampening 0): the velocity
+            ``v' = mu v + g + wd theta + l1 sign(theta)`` is state, ``theta' = theta - lr v'``
+            (:mod:`mibpcert.ops.sgd`).
+        nesterov: Nesterov momentum, ``theta' = theta - lr (d + mu v')`` (needs momentum > 0).
     """
 
     loss: str = "hinge"
@@ -53,6 +57,8 @@ class TrainingRecipe:
     l1: float = 0.0
     clip_norm: float | None = None
     clip_scope: str = "layer"
+    momentum: float = 0.0
+    nesterov: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -93,10 +99,30 @@ class TrainingRecipe:
                 f"unknown clip_scope {self.clip_scope!r}; use 'layer' (per parameter tensor) or "
                 "'global'."
             )
+        if not (np.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ModelError(
+                f"momentum must be a number in [0, 1), got {self.momentum}; 0.9 is usual."
+            )
+        if self.nesterov and self.momentum == 0:
+            raise ModelError("nesterov needs momentum > 0 (e.g. --momentum 0.9 --nesterov).")
         for name in ("weight_decay", "l1"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ModelError(f"{name} must be a finite number >= 0, got {v}.")
+
+    @property
+    def has_momentum(self) -> bool:
+        """Whether the optimiser carries a velocity (momentum > 0)."""
+        return self.momentum > 0
+
+    def sgd_args(self) -> dict:
+        """The keyword arguments of :func:`mibpcert.ops.sgd.step` (after ``lr``)."""
+        return {
+            "wd": self.weight_decay,
+            "l1": self.l1,
+            "mu": self.momentum,
+            "nesterov": self.nesterov,
+        }
 
     @property
     def clips(self) -> bool:

@@ -21,10 +21,12 @@ from mibpcert.ops import loss as loss_ops
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Parameters before every step and after the last: ``thetas[t]`` for t = 0..T."""
+    """Parameters before every step and after the last: ``thetas[t]`` for t = 0..T; with
+    momentum also the velocity after every step (``velocities[0] = 0``)."""
 
     thetas: np.ndarray  # (T + 1, m)
     losses: np.ndarray  # (T,) mean training loss of the batch at each step, before the update
+    velocities: np.ndarray | None = None  # (T + 1, m) with momentum, else None
 
     @property
     def final(self) -> np.ndarray:
@@ -110,10 +112,13 @@ def train(
     thetas = np.empty((len(batches) + 1, theta.size))
     thetas[0] = theta
     losses = np.empty(len(batches))
+    v = None
+    vels = np.zeros_like(thetas) if recipe.has_momentum else None
+    clip, args = recipe.clipping(arch), recipe.sgd_args()
     for step, idx in enumerate(batches):
-        g, losses[step] = batch_gradient(
-            arch, theta, X[idx], t_all[idx], recipe.loss, recipe.clipping(arch)
-        )
-        theta = sgd.update(theta, g, recipe.lr_at(step), recipe.weight_decay, recipe.l1)
+        g, losses[step] = batch_gradient(arch, theta, X[idx], t_all[idx], recipe.loss, clip)
+        theta, v = sgd.step(theta, v, g, recipe.lr_at(step), **args)
         thetas[step + 1] = theta
-    return Trajectory(thetas, losses)
+        if vels is not None:
+            vels[step + 1] = v
+    return Trajectory(thetas, losses, vels)

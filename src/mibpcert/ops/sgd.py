@@ -15,6 +15,18 @@ bit.
   solved bounds (a sound relaxation: the sign is taken as free over the box's signs);
 * affine sets: :func:`affine_set` (linear part exact up to rounding; the L1 term's hull goes to
   the local error).
+
+Momentum (PyTorch SGD with ``dampening = 0``): the velocity ``v`` (0 before the first step) is
+state beside theta. With ``d = g + wd theta + l1 sign(theta)``,
+
+* classic: ``v' = mu v + d``, ``theta' = theta - lr v'``;
+* Nesterov: ``v' = mu v + d``, ``theta' = theta - lr (d + mu v')``.
+
+Every domain computes them in one order, :func:`step` (numpy) and :func:`step_interval`:
+``a = mu v + g``, ``v' = a + wd theta + l1 sign(theta)`` and ``theta' = update(theta, u, lr,
+s wd, s l1)`` with ``u = a, s = 1`` (classic) or ``u = (1 + mu) g + mu^2 v, s = 1 + mu``
+(Nesterov) -- the same numbers as the recursion above, with theta entering ``theta'`` once (so
+its box is not counted twice). :func:`momentum_terms` gives the coefficients for the programs.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ import numpy as np
 from mibpcert.domains import affine as aff
 from mibpcert.domains.affine import AffineForm
 from mibpcert.domains.builder import Builder, Expr
-from mibpcert.domains.interval import Interval, scale, sub
+from mibpcert.domains.interval import Interval, add, scale, sub
 
 
 def decay(lr: float, wd: float) -> float:
@@ -100,3 +112,69 @@ def affine_set(
         s = l1_interval(box, lr, l1)
         out = aff.add(out, aff.scale(AffineForm.hull(s, out.n_symbols), -1.0))
     return out
+
+
+def momentum_terms(
+    lr: float, wd: float, mu: float, nesterov: bool
+) -> tuple[float, float, float, float]:
+    """``theta' = a theta + b g + c v - lr l sign(theta)``: the coefficients ``(a, b, c, l / l1)``
+    of one momentum step (:func:`step`); ``mu = 0`` gives plain SGD's ``(1 - lr wd, -lr, 0, 1)``."""
+    if not nesterov:
+        return decay(lr, wd), -lr, -lr * mu, 1.0
+    s = 1.0 + mu
+    return decay(lr, s * wd), -lr * s, -lr * (mu * mu), s
+
+
+def step(
+    theta: np.ndarray,
+    v: np.ndarray | None,
+    g: np.ndarray,
+    lr: float,
+    wd: float = 0.0,
+    l1: float = 0.0,
+    mu: float = 0.0,
+    nesterov: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One SGD step with momentum ``mu`` (``v``: the velocity, ``None`` = 0 before the first
+    step): ``(theta', v')``; ``mu = 0`` is :func:`update` with ``v' = None``."""
+    if mu == 0.0:
+        return update(theta, g, lr, wd, l1), None
+    vel = np.zeros_like(theta) if v is None else v
+    a = mu * vel + g
+    v_next = a
+    if wd != 0.0:
+        v_next = v_next + wd * theta
+    if l1 != 0.0:
+        v_next = v_next + l1 * np.sign(theta)
+    if not nesterov:
+        return update(theta, a, lr, wd, l1), v_next
+    s = 1.0 + mu
+    u = s * g + (mu * mu) * vel
+    return update(theta, u, lr, s * wd, s * l1), v_next
+
+
+def step_interval(
+    theta: Interval,
+    v: Interval | None,
+    g: Interval,
+    lr: float,
+    wd: float = 0.0,
+    l1: float = 0.0,
+    mu: float = 0.0,
+    nesterov: bool = False,
+) -> tuple[Interval, Interval | None]:
+    """:func:`step` on intervals, in its order of operations (outward rounding)."""
+    if mu == 0.0:
+        return interval(theta, g, lr, wd, l1), None
+    vel = Interval.point(np.zeros(theta.shape)) if v is None else v
+    a = add(scale(vel, mu), g)
+    v_next = a
+    if wd != 0.0:
+        v_next = add(v_next, scale(theta, wd))
+    if l1 != 0.0:
+        v_next = add(v_next, scale(sign_interval(theta), l1))
+    if not nesterov:
+        return interval(theta, a, lr, wd, l1), v_next
+    s = 1.0 + mu
+    u = add(scale(g, s), scale(vel, mu * mu))
+    return interval(theta, u, lr, s * wd, s * l1), v_next
