@@ -203,4 +203,5 @@ def test_momentum_from_config_and_cli(tmp_path):
     import json
 
     rep = json.loads((tmp_path / "cli" / "report.json").read_text())
-    assert rep["recipe"]["momentum"] == 0.9 and rep["recipe"]["nesterov"] is True
+    assert rep["problem"]["recipe"]["momentum"] == 0.9
+    assert rep["problem"]["recipe"]["nesterov"] is True
