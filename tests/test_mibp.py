@@ -9,7 +9,8 @@ from mibpcert.data import load_dataset
 from mibpcert.domains.interval import Interval
 from mibpcert.encode.step import encode_step
 from mibpcert.methods import get_method
-from mibpcert.methods.interval import interval_step
+from mibpcert.methods.interval import interval_gradient
+from mibpcert.ops import sgd
 from mibpcert.model import Architecture, TrainingRecipe, init_params
 from mibpcert.model.losses import encode_targets, predict_classes
 from mibpcert.model.network import forward
@@ -88,7 +89,7 @@ def test_exact_step_bound_contains_samples_and_is_nested(threat):
     assert st == {"optimal"}
     milp_lo, milp_hi, _ = _step_bounds(p, box, 0, "milp", solver="highs")
     lp_lo, lp_hi, _ = _step_bounds(p, box, 0, "lp", solver="highs")
-    itv = interval_step(p, box, p.batches()[0], p.recipe.lr_at(0))
+    itv = sgd.interval(box, interval_gradient(p, box, p.batches()[0]), p.recipe.lr_at(0))
     # every sampled step lands inside the exact bound
     assert np.all(samples >= exact_lo) and np.all(samples <= exact_hi)
     # nesting exact within milp within lp within interval (up to the padding)
