@@ -10,11 +10,11 @@ from mibpcert.domains.interval import Interval
 from mibpcert.encode.step import encode_step
 from mibpcert.methods import get_method
 from mibpcert.methods.interval import interval_gradient
-from mibpcert.ops import sgd
 from mibpcert.model import Architecture, TrainingRecipe, init_params
 from mibpcert.model.losses import encode_targets, predict_classes
 from mibpcert.model.network import forward
 from mibpcert.model.trainer import batch_gradient
+from mibpcert.ops import sgd
 from mibpcert.parallel import InProcess
 from mibpcert.pipeline import certify_problem
 from mibpcert.problem import Problem

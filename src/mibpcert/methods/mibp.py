@@ -558,7 +558,8 @@ class MIBPMethod(BoxMethod):
         lower[: done + 1] = ck_lower[: done + 1]
         upper[: done + 1] = ck_upper[: done + 1]
         if vel is not None:
-            vel[0][: done + 1], vel[1][: done + 1] = velocity[0][: done + 1], velocity[1][: done + 1]
+            vel[0][: done + 1] = velocity[0][: done + 1]
+            vel[1][: done + 1] = velocity[1][: done + 1]
         seconds.extend(ck_seconds[:done])
         info.extend(ck_info[:done])
         self._loaded_affine = affine
