@@ -91,6 +91,13 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         int,
         "a seeded subset of N training points is trusted: the attacker cannot change them",
     ),
+    (
+        "--budget-scope",
+        "threat.budget_scope",
+        str,
+        "global (default: k, label_k per training set) | batch (per batch, each step poisoned "
+        "afresh; the AGT library's model)",
+    ),
     ("--method", "method.name", str, "interval | agt | mibp | exact"),
     (
         "--sets",

@@ -95,6 +95,7 @@ class ThreatConfig:
     test_eps: float = 0.0
     paired: bool = False
     n_trusted: int = 0
+    budget_scope: str = "global"
 
 
 @dataclass

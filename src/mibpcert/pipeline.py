@@ -94,6 +94,7 @@ def build_threat(cfg: Config, n_train: int | None = None) -> ThreatModel:
         feature_bounds=None if t.feature_bounds is None else tuple(t.feature_bounds),
         test_eps=t.test_eps,
         paired=t.paired,
+        budget_scope=t.budget_scope,
     )
 
 

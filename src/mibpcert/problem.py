@@ -100,3 +100,18 @@ class Problem:
     def train_poisoned(self, X: np.ndarray, y: np.ndarray) -> Trajectory:
         """Ordinary training on a poisoned copy of the training set (same order, same init)."""
         return train(self.arch, self.recipe, X, y, self.theta0, self.data.task)
+
+    def train_schedule(self, schedule: list[tuple[np.ndarray, np.ndarray]]) -> Trajectory:
+        """Ordinary training with a poisoned training set per step (a per-batch attack)."""
+        X, y = self.data.X_train, self.data.y_train
+        return train(self.arch, self.recipe, X, y, self.theta0, self.data.task, schedule)
+
+    def sample_attack(
+        self, rng: np.random.Generator, vertex_prob: float = 0.5
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """A random attack inside the threat model, one training set per step
+        (:meth:`~mibpcert.threat.ThreatModel.sample_schedule`)."""
+        d = self.data
+        return self.threat.sample_schedule(
+            d.X_train, d.y_train, rng, self.batches(), d.task, d.n_classes, vertex_prob
+        )

@@ -182,6 +182,7 @@ class RunResult:
                 "bounds": self.provenance or self.bounds.method,
                 "relaxations": list(self.bounds.notes),
                 "sets": self.bounds.sets,
+                "budget_scope": (self.problem.get("threat") or {}).get("budget_scope", "global"),
                 "nominal_inside_boxes": self.nominal_inside,
                 "degraded": self.degraded,
                 "failed_solves": self.failed_solves,

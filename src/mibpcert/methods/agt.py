@@ -17,6 +17,9 @@ divided by the batch size b. The adversary's choice of points is relaxed per coo
 result is intersected with the interval method's bound ``sum_i h_i / b`` (also sound), so
 ``agt`` is never looser than ``interval`` on the same box.
 
+With ``budget_scope = "batch"`` (k and label_k per batch, every step poisoned afresh: the AGT
+library's threat model) the same bound holds step by step, so the method bounds both scopes.
+
 Budget K per batch: feature changes ``Kf = min(k, |scope in batch|)`` (all points in scope when
 ``k`` is None), label changes ``Kl = min(label_k, b)``; K = Kf + Kl (independent budgets) or
 max(Kf, Kl) (``paired``), capped at b. The threat model's k is global (any k of the n points), so
@@ -110,8 +113,10 @@ class AGTMethod(BoxMethod):
                 "the attacker's choice of the k poisoned points is relaxed per parameter "
                 "coordinate (top-k differences)."
             )
-        if problem.recipe.batch_size is not None and problem.recipe.batch_size < (
-            problem.data.n_train
+        if (
+            not t.per_batch
+            and problem.recipe.batch_size is not None
+            and problem.recipe.batch_size < problem.data.n_train
         ):
             notes.append(
                 "the global budget is bounded per batch as min(budget, batch size) (sound, "

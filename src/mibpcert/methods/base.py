@@ -38,7 +38,7 @@ __all__ = [
     "attack_symbols",
     "box_loop",
     "box_relaxation_notes",
-    "check_momentum_sets",
+    "check_affine_sets",
     "step_statuses",
 ]
 
@@ -161,10 +161,17 @@ def attack_symbols(problem: Problem, k: int | None):
     return SymbolSet.from_box(X, lo, hi, scope, k if t.perturbs_features else None)
 
 
-def check_momentum_sets(problem: Problem, sets: str, method: str) -> None:
-    """Affine sets do not carry a velocity yet: refuse momentum with them."""
+def check_affine_sets(problem: Problem, sets: str, method: str) -> None:
+    """Affine sets do not carry a velocity yet, and tie every step to one attack: refuse
+    momentum and per-batch budgets with them."""
     from mibpcert.errors import UnsupportedError
 
+    if sets == "affine" and problem.threat.per_batch:
+        raise UnsupportedError(
+            f"method {method!r} with --sets affine ties every step to one poisoned training "
+            "set, so it cannot bound --budget-scope batch (each step poisoned afresh); use "
+            "--sets box, or --budget-scope global."
+        )
     if sets == "affine" and problem.recipe.has_momentum:
         raise UnsupportedError(
             f"method {method!r} with --sets affine does not carry the momentum velocity yet; "
@@ -190,7 +197,7 @@ def box_loop(
     bounding box, and each set's step starts from the intersected box (both hold the true
     parameters).
     """
-    check_momentum_sets(problem, sets, name)
+    check_affine_sets(problem, sets, name)
     from mibpcert.bounds import affine_pass
     from mibpcert.bounds.parameters import AffineTrajectory
 

@@ -199,6 +199,12 @@ class ExactMethod:
         from mibpcert.solvers import get_backend
 
         notes = check_supported(problem)
+        if problem.threat.per_batch:
+            raise UnsupportedError(
+                "method 'exact' unrolls training on one poisoned training set, so it cannot "
+                "bound --budget-scope batch (each step poisoned afresh); use interval, agt or "
+                "mibp, or --budget-scope global."
+            )
         if problem.recipe.has_momentum:
             raise UnsupportedError(
                 "method 'exact' does not unroll SGD momentum yet; use interval, agt or mibp "

@@ -46,7 +46,7 @@ from mibpcert.methods.base import (
     BoxMethod,
     StepCallback,
     TestMIP,
-    check_momentum_sets,
+    check_affine_sets,
     check_sets,
 )
 from mibpcert.model.trainer import batch_gradient
@@ -163,7 +163,7 @@ class MIBPMethod(BoxMethod):
         from mibpcert.solvers import get_backend
 
         notes = check_supported(problem)
-        check_momentum_sets(problem, self.sets, self.name)
+        check_affine_sets(problem, self.sets, self.name)
         if problem.recipe.has_momentum:
             notes.append(
                 "momentum: the velocity has its own box, from the interval/agt gradient step "
@@ -181,6 +181,7 @@ class MIBPMethod(BoxMethod):
             problem.recipe.batch_size is not None
             and problem.recipe.batch_size < (problem.data.n_train)
             and problem.threat.k is not None
+            and not problem.threat.per_batch
         ):
             notes.append(
                 "the global k-of-n budget is enforced within each batch only (sound, looser)."

@@ -100,15 +100,20 @@ def train(
     y: np.ndarray,
     theta0: np.ndarray,
     task: str = "classification",
+    schedule: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Trajectory:
     """Train with SGD from ``theta0`` on ``(X, y)`` following ``recipe``; return the trajectory.
 
     ``y`` holds class ids (classification) or targets (regression); the loss encodes them.
+    ``schedule``: a training set ``(X_t, y_t)`` per step (a per-batch attack that poisons every
+    step afresh); step t then reads its batch from ``X_t, y_t``.
     """
     X = np.asarray(X, dtype=np.float64)
     t_all = loss_ops.encode_targets(recipe.loss, y, task)
     theta = np.array(theta0, dtype=np.float64, copy=True)
     batches = recipe.batches(len(X))
+    if schedule is not None and len(schedule) != len(batches):
+        raise ValueError(f"schedule has {len(schedule)} training sets for {len(batches)} steps")
     thetas = np.empty((len(batches) + 1, theta.size))
     thetas[0] = theta
     losses = np.empty(len(batches))
@@ -116,7 +121,11 @@ def train(
     vels = np.zeros_like(thetas) if recipe.has_momentum else None
     clip, args = recipe.clipping(arch), recipe.sgd_args()
     for step, idx in enumerate(batches):
-        g, losses[step] = batch_gradient(arch, theta, X[idx], t_all[idx], recipe.loss, clip)
+        Xs, ts = X, t_all
+        if schedule is not None:
+            Xs = np.asarray(schedule[step][0], dtype=np.float64)
+            ts = loss_ops.encode_targets(recipe.loss, schedule[step][1], task)
+        g, losses[step] = batch_gradient(arch, theta, Xs[idx], ts[idx], recipe.loss, clip)
         theta, v = sgd.step(theta, v, g, recipe.lr_at(step), **args)
         thetas[step + 1] = theta
         if vels is not None:

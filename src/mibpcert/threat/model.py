@@ -15,6 +15,13 @@ Feature and label budgets are independent by default: up to ``k`` points get new
 to ``label_k`` (possibly other) points get new labels. With ``paired=True`` the attacker picks at
 most ``max(k, label_k)`` points and may change features and labels of those points only.
 
+Budget scope: with ``budget_scope="global"`` (the default) one poisoned training set is used at
+every step, and ``k``/``label_k`` count points of the whole set. With ``"batch"`` (the AGT
+library's threat model) they count points of each batch, and the attacker may poison every
+step's batch afresh: a stronger attacker whenever there is more than one step. Methods that
+bound each step from a box (interval, agt, mibp with boxes) bound both; methods that tie the
+steps to one attack (exact, affine parameter sets) need ``"global"``.
+
 ``eps = inf`` is the unbounded adversary: the chosen ``k`` points' features may take any value
 (inside ``feature_bounds`` if given). Only methods with gradient clipping give finite bounds then.
 """
@@ -30,6 +37,7 @@ from mibpcert.data.datasets import Dataset
 from mibpcert.errors import ThreatModelError
 
 LabelMode = Literal["flip", "any"] | int
+BUDGET_SCOPES = ("global", "batch")
 UNBOUNDED_SAMPLE_RADIUS = 100.0
 CHANGE_TOL = 1e-9
 """Attack values closer than this to the clean value count as "unchanged" (solver round-off)."""
@@ -78,6 +86,12 @@ class ThreatModel:
     feature_bounds: tuple | None = None
     test_eps: float = 0.0
     paired: bool = False
+    budget_scope: str = "global"
+
+    @property
+    def per_batch(self) -> bool:
+        """Whether budgets count per batch and every step may be poisoned afresh."""
+        return self.budget_scope == "batch"
 
     # ------------------------------------------------------------------ validation
     def validate(self, data: Dataset) -> ThreatModel:
@@ -86,6 +100,12 @@ class ThreatModel:
         Raises :class:`ThreatModelError` with a specific message on the first problem found.
         """
         n, d = data.X_train.shape
+        if self.budget_scope not in BUDGET_SCOPES:
+            raise ThreatModelError(
+                f"unknown budget_scope {self.budget_scope!r}; use 'global' (k and label_k per "
+                "training set, one poisoned set for all steps) or 'batch' (per batch, every "
+                "step poisoned afresh)."
+            )
         for name in ("eps", "test_eps", "label_eps"):
             v = getattr(self, name)
             if not isinstance(v, (int, float, np.floating, np.integer)) or np.isnan(v):
@@ -364,24 +384,29 @@ class ThreatModel:
         task: str = "classification",
         n_classes: int | None = None,
         vertex_prob: float = 0.5,
+        within: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One random attack inside the threat model: a poisoned copy ``(X', y')``.
 
         Exactly ``k`` points of the scope (all of them when ``k`` is None) get new features: with
         probability ``vertex_prob`` a vertex of their box, otherwise a uniform point; discrete
         features take a random allowed value. Exactly ``label_k`` random points get new labels.
+        ``within``: only these training points change (a batch; budgets capped at its size).
         """
         X0 = np.asarray(X, dtype=np.float64)
         X = X0.copy()
         y = np.array(y, copy=True)
         n, d = X.shape
-        label_pool = np.arange(n)
+        label_pool = np.arange(n) if within is None else np.asarray(within, dtype=np.int64)
+        scope_all = self.scope(n)
+        if within is not None:
+            scope_all = np.intersect1d(scope_all, label_pool)
         if self.paired:
-            pool = self.scope(n)
+            pool = scope_all
             budget = min(max(int(self.k or 0), self.label_k), len(pool))
             label_pool = rng.choice(pool, size=budget, replace=False)
         if self.perturbs_features:
-            scope = label_pool if self.paired else self.scope(n)
+            scope = label_pool if self.paired else scope_all
             size = len(scope) if self.k is None else min(int(self.k), len(scope))
             chosen = rng.choice(scope, size=size, replace=False)
             lo, hi = self.feature_box(X)
@@ -441,4 +466,22 @@ class ThreatModel:
             else [np.asarray(b, dtype=float).tolist() for b in self.feature_bounds],
             "test_eps": float(self.test_eps),
             "paired": bool(self.paired),
+            "budget_scope": self.budget_scope,
         }
+
+    def sample_schedule(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        rng: np.random.Generator,
+        batches: list[np.ndarray],
+        task: str = "classification",
+        n_classes: int | None = None,
+        vertex_prob: float = 0.5,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One random attack per training step: the same poisoned set at every step
+        (``global``), or each step's batch poisoned afresh within its budget (``batch``)."""
+        if not self.per_batch:
+            one = self.sample(X, y, rng, task, n_classes, vertex_prob)
+            return [one] * len(batches)
+        return [self.sample(X, y, rng, task, n_classes, vertex_prob, within=b) for b in batches]
