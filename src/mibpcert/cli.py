@@ -98,6 +98,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         "global (default: k, label_k per training set) | batch (per batch, each step poisoned "
         "afresh; the AGT library's model)",
     ),
+    (
+        "--remove-k",
+        "threat.remove_k",
+        int,
+        "removal threat: any K training points deleted (interval, agt; with --eps 0)",
+    ),
     ("--method", "method.name", str, "interval | agt | mibp | exact"),
     (
         "--sets",

@@ -96,6 +96,7 @@ class ThreatConfig:
     paired: bool = False
     n_trusted: int = 0
     budget_scope: str = "global"
+    remove_k: int = 0
 
 
 @dataclass

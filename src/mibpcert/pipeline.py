@@ -95,6 +95,7 @@ def build_threat(cfg: Config, n_train: int | None = None) -> ThreatModel:
         test_eps=t.test_eps,
         paired=t.paired,
         budget_scope=t.budget_scope,
+        remove_k=t.remove_k,
     )
 
 

@@ -101,6 +101,11 @@ class Problem:
         """Ordinary training on a poisoned copy of the training set (same order, same init)."""
         return train(self.arch, self.recipe, X, y, self.theta0, self.data.task)
 
+    def train_removed(self, removed: np.ndarray) -> Trajectory:
+        """Ordinary training with the points ``removed`` deleted (same schedule, same init)."""
+        X, y = self.data.X_train, self.data.y_train
+        return train(self.arch, self.recipe, X, y, self.theta0, self.data.task, removed=removed)
+
     def train_schedule(self, schedule: list[tuple[np.ndarray, np.ndarray]]) -> Trajectory:
         """Ordinary training with a poisoned training set per step (a per-batch attack)."""
         X, y = self.data.X_train, self.data.y_train

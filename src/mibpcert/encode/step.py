@@ -172,6 +172,11 @@ def check_supported(problem: Problem) -> list[str]:
     """Raise :class:`UnsupportedError` for what the per-step encoding cannot express."""
     t = problem.threat
     notes = []
+    if t.removes:
+        raise UnsupportedError(
+            "the removal threat (remove_k) divides by the number of kept points, which the "
+            "step programs do not encode; use --method agt or interval."
+        )
     if problem.recipe.clips:
         raise UnsupportedError(
             "method 'mibp' does not encode per-sample gradient clipping yet; use --method agt "

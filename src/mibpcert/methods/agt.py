@@ -45,7 +45,7 @@ from mibpcert.methods.base import (
     box_loop,
     box_relaxation_notes,
 )
-from mibpcert.methods.interval import interval_gradient
+from mibpcert.methods.interval import interval_gradient, removed_gradient
 from mibpcert.ops import sgd
 from mibpcert.problem import Problem
 from mibpcert.threat.labels import LabelSet
@@ -90,7 +90,10 @@ def agt_gradient(
     labels_poison: LabelSet,
 ) -> Interval:
     """Box of the batch-mean gradient of batch ``idx`` over the parameter box ``theta`` with at
-    most :func:`poisoned_budget` points poisoned."""
+    most :func:`poisoned_budget` points poisoned (or, for the removal threat, up to
+    ``remove_k`` deleted: AGT's unlearning bound)."""
+    if problem.threat.removes:
+        return removed_gradient(problem, theta, idx)
     k = poisoned_budget(problem, idx)
     total = AGTMethod._gradient_sum(problem, theta, idx, k, X_poison, labels_poison)
     return divide(total, float(len(idx)))

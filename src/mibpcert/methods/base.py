@@ -115,6 +115,11 @@ def box_relaxation_notes(problem: Problem, budgets: bool) -> list[str]:
             f"label changes on any {t.label_k} points are bounded as if every label could "
             "change (sound, looser)."
         )
+    if t.removes:
+        notes.append(
+            f"deletions of up to {t.remove_k} points: per batch and coordinate the deleted "
+            "points are chosen separately for every number r of them (sound, looser)."
+        )
     if t.perturbs_features and t.discrete:
         notes.append(
             "discrete feature domains are bounded by their range [min, max] (sound, looser)."
@@ -166,6 +171,11 @@ def check_affine_sets(problem: Problem, sets: str, method: str) -> None:
     momentum and per-batch budgets with them."""
     from mibpcert.errors import UnsupportedError
 
+    if sets == "affine" and problem.threat.removes:
+        raise UnsupportedError(
+            f"method {method!r} with --sets affine does not bound the removal threat "
+            "(remove_k); use --sets box."
+        )
     if sets == "affine" and problem.threat.per_batch:
         raise UnsupportedError(
             f"method {method!r} with --sets affine ties every step to one poisoned training "

@@ -11,6 +11,7 @@ import numpy as np
 
 from mibpcert.bounds import network
 from mibpcert.bounds.parameters import ParameterBounds
+from mibpcert.bounds.removal import removal_mean
 from mibpcert.domains.interval import Interval
 from mibpcert.methods.base import (
     BoxMethod,
@@ -34,9 +35,27 @@ def interval_gradient(
     X = problem.input_box() if X is None else X
     labels = problem.label_set() if labels is None else labels
     recipe = problem.recipe
+    if problem.threat.removes:
+        return removed_gradient(problem, theta, idx)
     return network.batch_gradient(
         problem.arch, theta, X[idx], labels[idx], recipe.loss, recipe.clipping(problem.arch)
     )
+
+
+def removed_gradient(problem: Problem, theta: Interval, idx: np.ndarray) -> Interval:
+    """Box of the batch-mean gradient when up to ``remove_k`` points may be deleted
+    (:func:`mibpcert.bounds.removal.removal_mean`)."""
+    t = problem.threat
+    per = network.sample_gradients(
+        problem.arch,
+        theta,
+        Interval.point(problem.data.X_train[idx]),
+        problem.clean_label_set()[idx],
+        problem.recipe.loss,
+        problem.recipe.clipping(problem.arch),
+    )
+    removable = np.isin(idx, t.scope(problem.data.n_train))
+    return removal_mean(per, removable, t.remove_k)
 
 
 class IntervalMethod(BoxMethod):

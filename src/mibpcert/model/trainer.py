@@ -101,6 +101,7 @@ def train(
     theta0: np.ndarray,
     task: str = "classification",
     schedule: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    removed: np.ndarray | None = None,
 ) -> Trajectory:
     """Train with SGD from ``theta0`` on ``(X, y)`` following ``recipe``; return the trajectory.
 
@@ -120,12 +121,19 @@ def train(
     v = None
     vels = np.zeros_like(thetas) if recipe.has_momentum else None
     clip, args = recipe.clipping(arch), recipe.sgd_args()
+    keep = np.ones(len(X), dtype=bool)
+    if removed is not None:
+        keep[np.asarray(removed, dtype=np.int64)] = False
     for step, idx in enumerate(batches):
+        idx = idx[keep[idx]]
         Xs, ts = X, t_all
         if schedule is not None:
             Xs = np.asarray(schedule[step][0], dtype=np.float64)
             ts = loss_ops.encode_targets(recipe.loss, schedule[step][1], task)
-        g, losses[step] = batch_gradient(arch, theta, Xs[idx], ts[idx], recipe.loss, clip)
+        if len(idx):
+            g, losses[step] = batch_gradient(arch, theta, Xs[idx], ts[idx], recipe.loss, clip)
+        else:
+            g, losses[step] = np.zeros_like(theta), np.nan
         theta, v = sgd.step(theta, v, g, recipe.lr_at(step), **args)
         thetas[step + 1] = theta
         if vels is not None:

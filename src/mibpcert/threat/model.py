@@ -15,6 +15,11 @@ Feature and label budgets are independent by default: up to ``k`` points get new
 to ``label_k`` (possibly other) points get new labels. With ``paired=True`` the attacker picks at
 most ``max(k, label_k)`` points and may change features and labels of those points only.
 
+Removal (``remove_k``): the attacker deletes any ``remove_k`` training points of the scope
+(the trusted points stay); each batch of the fixed schedule then averages over its kept points,
+an emptied batch has gradient 0. Removal is a threat model of its own here (not combined with
+feature or label changes).
+
 Budget scope: with ``budget_scope="global"`` (the default) one poisoned training set is used at
 every step, and ``k``/``label_k`` count points of the whole set. With ``"batch"`` (the AGT
 library's threat model) they count points of each batch, and the attacker may poison every
@@ -87,6 +92,12 @@ class ThreatModel:
     test_eps: float = 0.0
     paired: bool = False
     budget_scope: str = "global"
+    remove_k: int = 0
+
+    @property
+    def removes(self) -> bool:
+        """Whether the attacker deletes training points."""
+        return self.remove_k > 0
 
     @property
     def per_batch(self) -> bool:
@@ -153,10 +164,35 @@ class ThreatModel:
             raise ThreatModelError(
                 f"label_k = {self.label_k} exceeds the {n} training points; use label_k <= {n}."
             )
+        self._validate_removal(n)
         resolved = self._validate_labels(data)
         self._validate_discrete(data)
         self._validate_feature_bounds(data)
         return resolved
+
+    def _validate_removal(self, n: int) -> None:
+        r = self.remove_k
+        if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 0:
+            raise ThreatModelError(f"remove_k must be a non-negative integer, got {r!r}.")
+        if r == 0:
+            return
+        scope = len(self.scope(n))
+        if r > scope:
+            raise ThreatModelError(
+                f"remove_k = {r} exceeds the {scope} points the attacker may touch; use "
+                f"remove_k <= {scope}."
+            )
+        if self.eps > 0 or self.discrete or self.label_k > 0 or self.test_eps > 0:
+            raise ThreatModelError(
+                "remove_k (deleting training points) is a threat model of its own and cannot be "
+                "combined with feature, label or test-time changes yet; set eps = 0 "
+                "(--eps 0), label_k = 0 and test_eps = 0."
+            )
+        if self.per_batch:
+            raise ThreatModelError(
+                "remove_k deletes points from the training set once; use budget_scope = "
+                "'global' with it."
+            )
 
     def _validate_labels(self, data: Dataset) -> ThreatModel:
         if data.task == "regression":
@@ -318,7 +354,7 @@ class ThreatModel:
     @property
     def is_trivial(self) -> bool:
         """True when the attacker can change nothing in the training data."""
-        return not self.perturbs_features and not self.perturbs_labels
+        return not self.perturbs_features and not self.perturbs_labels and not self.removes
 
     def feature_box(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-point, per-feature hull of the values the attacker may give (n, d) each.
@@ -467,7 +503,15 @@ class ThreatModel:
             "test_eps": float(self.test_eps),
             "paired": bool(self.paired),
             "budget_scope": self.budget_scope,
+            "remove_k": int(self.remove_k),
         }
+
+    def sample_removal(self, n: int, rng: np.random.Generator, full_prob: float = 0.8) -> np.ndarray:
+        """Random deleted points: ``remove_k`` of the scope with probability ``full_prob``,
+        otherwise a random smaller number (sorted indices)."""
+        scope = self.scope(n)
+        r = self.remove_k if rng.random() < full_prob else int(rng.integers(0, self.remove_k + 1))
+        return np.sort(rng.choice(scope, size=r, replace=False))
 
     def sample_schedule(
         self,
