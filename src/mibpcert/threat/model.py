@@ -506,7 +506,9 @@ class ThreatModel:
             "remove_k": int(self.remove_k),
         }
 
-    def sample_removal(self, n: int, rng: np.random.Generator, full_prob: float = 0.8) -> np.ndarray:
+    def sample_removal(
+        self, n: int, rng: np.random.Generator, full_prob: float = 0.8
+    ) -> np.ndarray:
         """Random deleted points: ``remove_k`` of the scope with probability ``full_prob``,
         otherwise a random smaller number (sorted indices)."""
         scope = self.scope(n)
