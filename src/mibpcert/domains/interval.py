@@ -110,6 +110,18 @@ def sub(a: Interval, b: Interval) -> Interval:
 def _products(a: Interval, b: Interval) -> tuple[np.ndarray, np.ndarray]:
     """Elementwise (broadcast) min and max of the four endpoint products, each rounded to
     nearest. 0 * inf (unbounded times exactly zero) is 0."""
+    finite = all(np.isfinite(x).all() for x in (a.lo, a.hi, b.lo, b.hi))
+    if finite and (a.lo is a.hi or b.lo is b.hi):  # a point factor: two products
+        x, y = (a, b) if b.lo is b.hi else (b, a)
+        with np.errstate(over="ignore"):
+            p1, p2 = x.lo * y.lo, x.hi * y.lo
+        return np.broadcast_arrays(np.minimum(p1, p2), np.maximum(p1, p2))
+    if finite:  # no 0 * inf: the four products pairwise, without a stacked copy
+        with np.errstate(over="ignore"):
+            p1, p2, p3, p4 = a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi
+        lo = np.minimum(np.minimum(p1, p2), np.minimum(p3, p4))
+        hi = np.maximum(np.maximum(p1, p2), np.maximum(p3, p4))
+        return np.broadcast_arrays(lo, hi)
     with np.errstate(invalid="ignore", over="ignore"):
         p = np.stack(np.broadcast_arrays(a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi))
     if np.isnan(p).any():
