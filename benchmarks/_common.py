@@ -67,3 +67,17 @@ def update_results(name: str, body: str, path: Path = RESULTS) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def agt_halfmoons(seed: int):
+    """A :class:`~mibpcert.Config` with the AGT paper's half-moons data and model: make_moons
+    noise 0.1, 3000 / 500, [x, x^2, x^3] standardised, 6-128-2, CE (seed = split = init)."""
+    from mibpcert import Config
+
+    cfg = Config()
+    d = cfg.data
+    d.dataset, d.n_train, d.n_test, d.noise, d.seed = "moons", 3000, 500, 0.1, seed
+    d.poly_degree, d.standardize = 3, True
+    cfg.model.arch, cfg.model.init_seed = "6-128-2", seed
+    cfg.training.loss = "ce"
+    return cfg

@@ -46,13 +46,9 @@ HALFMOONS_THREATS = [
 
 
 def halfmoons_config(seed: int, threat: dict) -> Config:
-    cfg = Config()
-    d = cfg.data
-    d.dataset, d.n_train, d.n_test, d.noise, d.seed = "moons", 3000, 500, 0.1, seed
-    d.poly_degree, d.standardize = 3, True
-    cfg.model.arch, cfg.model.init_seed = "6-128-2", seed
+    cfg = agt_halfmoons(seed)
     t = cfg.training
-    t.loss, t.lr, t.epochs, t.lr_schedule, t.lr_decay = "ce", 2.0, 4, "inverse", 1.0
+    t.lr, t.epochs, t.lr_schedule, t.lr_decay = 2.0, 4, "inverse", 1.0
     for key, value in {"eps": 0.0, **threat}.items():
         setattr(cfg.threat, key, value)
     cfg.method.name = "agt"

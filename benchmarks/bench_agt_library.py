@@ -2,22 +2,9 @@
 
 The library is ``abstract_gradient_training`` (github psosnin/AbstractGradientTraining, GPL-3.0),
 benchmarked at commit ``f409c6ea8d308660673423add3165d02bfcd37f7``. It is only imported, never
-copied into this repository. It needs its own virtual environment: its setup.py requires
-torchvision (which would pull another torch build), pydantic, gurobipy, numpy, scipy and pytest.
-The environment was made with exactly these commands (``<mirror>``: a git copy of
-github psosnin/AbstractGradientTraining; its HEAD was the commit above), ours installed beside it::
-
-    git clone <mirror> /work/agt-src
-    git -C /work/agt-src rev-parse HEAD       # f409c6ea8d308660673423add3165d02bfcd37f7
-    python3 -m venv /work/agt-venv
-    /work/agt-venv/bin/pip install torch==2.13.0
-    /work/agt-venv/bin/pip install --no-deps -e /work/agt-src
-    /work/agt-venv/bin/pip install "pydantic>=2.9" "gurobipy>=10.0" "numpy>=1.9" "scipy>=1.14"
-    /work/agt-venv/bin/pip install -e /work/main                 # mibpcert and its deps
-    /work/agt-venv/bin/python benchmarks/bench_agt_library.py --seeds 3 --repeats 3 --write
-
-(torchvision and pytest, listed in the library's setup.py, are never imported by it.) Without
-the library the script prints a message and exits 0.
+copied into this repository, and this project does not install it: run the script with a Python
+in which both ``abstract_gradient_training`` and ``mibpcert`` import (a separate environment of
+your own). Without the library the script prints a message and exits 0.
 
 Setting: the AGT library's own half-moons poisoning experiment (its
 ``scripts/poisoning_paper/halfmoons.py``, frame 1): MLP 6-128-2, cross-entropy, full batch,
@@ -89,13 +76,9 @@ AGT_VARIANTS = ("rump", "exact", "nguyen")  # rump: the library's default
 
 
 def make_config(seed: int, eps: float, k: int) -> Config:
-    cfg = Config()
-    d = cfg.data
-    d.dataset, d.n_train, d.n_test, d.noise, d.seed = "moons", 3000, 500, 0.1, seed
-    d.poly_degree, d.standardize = 3, True
-    cfg.model.arch, cfg.model.init_seed = "6-128-2", seed
+    cfg = agt_halfmoons(seed)
     t = cfg.training
-    t.loss, t.lr, t.epochs = "ce", LR, EPOCHS
+    t.lr, t.epochs = LR, EPOCHS
     t.lr_schedule, t.lr_decay, t.lr_min = "inverse", LR_DECAY, LR_MIN
     cfg.threat.eps, cfg.threat.k = eps, k
     cfg.method.name = "agt"
@@ -415,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         body = header_lines("bench_agt_library.py", "`agt` vs the AGT library") + [
             f"* AGT library: `abstract_gradient_training` (psosnin/AbstractGradientTraining, "
             f"GPL-3.0) at commit `{AGT_COMMIT}`, imported from its own virtual environment "
-            f"(setup in the script's docstring), torch {torch.__version__}",
+            f"(an environment of its own; not installed by this project), torch {torch.__version__}",
             "* setting: the library's half-moons poisoning experiment: 6-128-2, cross-entropy, "
             f"full batch, {EPOCHS} steps, lr {LR} / (1 + {LR_DECAY} t) (floor {LR_MIN}; the "
             "library's schedule and our `inverse` one coincide, checked step by step), l-inf "
