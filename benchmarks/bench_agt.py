@@ -30,7 +30,7 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from _common import header_lines, pm, update_results
+from _common import agt_halfmoons, header_lines, pm, update_results
 from mibpcert import Config
 from mibpcert.pipeline import build_problem, certify_problem
 

@@ -63,7 +63,7 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from _common import header_lines, pm, update_results
+from _common import agt_halfmoons, header_lines, pm, update_results
 from mibpcert import Config
 from mibpcert.certify.testtime import certify_classification
 from mibpcert.domains.interval import Interval
@@ -397,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         ours_steps = [s for r in runs["ours"] for s in r["step_seconds"]]
         body = header_lines("bench_agt_library.py", "`agt` vs the AGT library") + [
             f"* AGT library: `abstract_gradient_training` (psosnin/AbstractGradientTraining, "
-            f"GPL-3.0) at commit `{AGT_COMMIT}`, imported from its own virtual environment "
-            f"(an environment of its own; not installed by this project), torch {torch.__version__}",
+            f"GPL-3.0) at commit `{AGT_COMMIT}`, imported from an environment of its own (not "
+            f"installed by this project), torch {torch.__version__}",
             "* setting: the library's half-moons poisoning experiment: 6-128-2, cross-entropy, "
             f"full batch, {EPOCHS} steps, lr {LR} / (1 + {LR_DECAY} t) (floor {LR_MIN}; the "
             "library's schedule and our `inverse` one coincide, checked step by step), l-inf "
