@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
     except ImportError as exc:
         print(
-            f"bench_agt_library: skipped, the AGT library is not importable ({exc}); see this "
-            "script's docstring for its virtual environment."
+            f"bench_agt_library: skipped, the AGT library is not importable ({exc}); run it with "
+            "a Python where abstract_gradient_training and mibpcert both import."
         )
         return 0
     torch.set_num_threads(1)
