@@ -628,3 +628,27 @@ def test_network_forward_point_box_is_tight():
     out = point_forward(arch, theta, X)
     assert_encloses(fwd.output, out[None], "point forward")
     assert np.all(fwd.output.width <= 1e-13 * (1 + np.abs(out)))
+
+
+def test_fast_outward_steps_are_never_tighter_than_nextafter():
+    """``up``/``down`` (the outward rounding of every interval end) move at least one ulp, as
+    ``numpy.nextafter`` does, and at most a few, on random, binade-edge, huge, tiny, subnormal
+    and zero values of both signs."""
+    from mibpcert.domains.interval import down, round_out, up
+
+    rng = np.random.default_rng(0)
+    powers = np.ldexp(1.0, np.arange(-1074, 1024))
+    edges = np.concatenate([powers, np.nextafter(powers, 0), np.nextafter(powers, np.inf)])
+    x = np.concatenate([
+        rng.normal(size=20000) * 10.0 ** rng.integers(-300, 300, 20000), edges, [0.0, 5e-324],
+        [np.finfo(float).tiny, np.finfo(float).max / 2], rng.uniform(-1, 1, 1000) * 1e-310,
+    ])  # fmt: skip
+    x = np.concatenate([x, -x])
+    x = x[np.isfinite(x)]
+    assert np.all(up(x) >= np.nextafter(x, np.inf)) and np.all(up(x) > x)
+    assert np.all(down(x) <= np.nextafter(x, -np.inf)) and np.all(down(x) < x)
+    big = np.abs(x) > 1e-290
+    assert np.all(up(x[big]) <= x[big] + 4 * np.spacing(np.abs(x[big])))  # a few ulps only
+    r = round_out(np.array([np.inf, -np.inf, np.nan]), np.array([np.inf, -np.inf, np.nan]))
+    assert r.lo.tolist() == [np.finfo(float).max, -np.inf, -np.inf]
+    assert r.hi.tolist() == [np.inf, -np.finfo(float).max, np.inf]

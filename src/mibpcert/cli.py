@@ -36,6 +36,20 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         str,
         "initial parameters (.npz: theta | W1,b1,... | torch state dict keys)",
     ),
+    (
+        "--freeze",
+        "model.freeze",
+        int,
+        "fine-tuning: the first N affine layers stay at their initial values (a fixed "
+        "feature map); the rest is trained and certified",
+    ),
+    (
+        "--prefix",
+        "model.prefix",
+        str,
+        "fine-tuning: a torch.save'd nn.Sequential (Linear, ReLU, Tanh, Sigmoid, Flatten) "
+        "used as a fixed feature map in front of --model",
+    ),
     ("--loss", "training.loss", str, "hinge | bce | ce | mse"),
     ("--lr", "training.lr", float, "learning rate"),
     ("--epochs", "training.epochs", int, "epochs"),

@@ -5,7 +5,9 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
     [data]      dataset, n_train, n_test, noise, seed, standardize, test_fraction, task,
                 label_column, test_path, poly_degree, n_val (clean validation points, taken
                 from the test pool)
-    [model]     arch, init_seed, init_file
+    [model]     arch, init_seed, init_file, freeze (the first N affine layers fixed: the rest
+                is fine-tuned on their features), prefix (a saved torch nn.Sequential used as
+                a fixed feature map in front of arch)
     [training]  loss, lr, epochs, batch_size, shuffle, seed, lr_schedule, lr_decay, lr_min, clip,
                 steps (gradient steps; sets epochs), select_epoch (last | best-val: the
                 epoch whose certified validation accuracy is highest)
@@ -58,6 +60,8 @@ class ModelConfig:
     arch: str = "2-10-1"
     init_seed: int = 0
     init_file: str | None = None
+    freeze: int = 0
+    prefix: str | None = None
 
 
 @dataclass

@@ -34,7 +34,7 @@ from mibpcert.methods import StepCallback, get_method
 from mibpcert.model.network import Architecture, init_params, load_params
 from mibpcert.model.recipe import TrainingRecipe
 from mibpcert.model.trainer import Trajectory
-from mibpcert.problem import Problem
+from mibpcert.problem import Problem, fine_tune, freeze_layers
 from mibpcert.threat.model import DiscreteFeature, ThreatModel
 
 
@@ -114,7 +114,17 @@ def build_problem(cfg: Config) -> Problem:
         theta0 = load_params(cfg.model.init_file, arch)
     else:
         theta0 = init_params(arch, cfg.model.init_seed)
-    return Problem(data, arch, recipe, build_threat(cfg, data.n_train), theta0)
+    threat = build_threat(cfg, data.n_train)
+    if cfg.model.prefix:
+        from mibpcert.model.torch_io import load_prefix
+
+        problem = fine_tune(data, load_prefix(cfg.model.prefix), arch, recipe, threat, theta0)
+    else:
+        problem = Problem(data, arch, recipe, threat, theta0)
+    freeze = cfg.model.freeze
+    if not isinstance(freeze, (int, np.integer)) or isinstance(freeze, bool) or freeze < 0:
+        raise ConfigError(f"[model] freeze must be a non-negative integer, got {freeze!r}.")
+    return freeze_layers(problem, int(freeze)) if freeze else problem
 
 
 def _epochs_for_steps(steps: int, n: int, batch_size: int | None) -> int:
@@ -222,7 +232,7 @@ def _certify_problem(
         selection = {"selected_epoch": epoch, "validation_curve": curve}
     t2 = time.perf_counter()
     data, threat = problem.data, problem.threat
-    test_box = threat.test_box(data.X_test) if threat.test_eps > 0 else None
+    test_box = problem.test_box()
     if data.task == "classification":
         test = certify_classification(
             problem.arch,
@@ -239,7 +249,7 @@ def _certify_problem(
             from mibpcert.certify.mip import refine_with_mip
             from mibpcert.parallel import make_executor
 
-            X_lo, X_hi = threat.test_box(data.X_test)
+            X_lo, X_hi = test_box or (data.X_test, data.X_test)
             with make_executor(spec.workers, spec.executor, spec.ray_address) as executor:
                 refine_with_mip(
                     test,
@@ -282,6 +292,9 @@ def _certify_problem(
         "recipe": problem.recipe.to_dict(),
         "threat": threat.describe(),
     }
+    if problem.prefix is not None:
+        info["prefix"] = problem.prefix.describe()
+        info["raw_data"] = problem.raw.describe()
     result = RunResult(
         config=config or {},
         problem=info,
@@ -289,7 +302,7 @@ def _certify_problem(
         nominal=nominal,
         test=test,
         timings=timings,
-        param_names=problem.arch.param_names(),
+        param_names=problem.param_names(),
         steps_per_epoch=problem.recipe.steps_per_epoch(data.n_train),
         provenance=outcome.provenance,
         section=outcome.section,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mibpcert.domains.interval import Interval, divide, sum_axis
+from mibpcert.domains.interval import Interval, add, divide, sum_axis
 from mibpcert.model.network import Architecture
 from mibpcert.ops import affine, relu
 from mibpcert.ops import clip as ops_clip
@@ -88,6 +88,24 @@ def sample_gradients(
     return per if clip is None else ops_clip.interval(per, clip)
 
 
+FRAGMENT_ENTRIES = 1 << 18
+"""Per-sample gradient entries (samples x parameters) bounded at once: a batch is processed in
+fragments of at most this many entries (at least one sample), so memory stays bounded and the
+working arrays stay in cache."""
+
+
+def fragments(n: int, n_params: int, entries: int | None = None) -> list[slice]:
+    """Consecutive slices of ``n`` samples, each holding at most ``entries`` (default
+    :data:`FRAGMENT_ENTRIES`) per-sample gradient entries of ``n_params`` parameters."""
+    size = max(1, int(entries or FRAGMENT_ENTRIES) // max(int(n_params), 1))
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def accumulate(total: Interval | None, part: Interval) -> Interval:
+    """``total + part`` (outward rounded); ``part`` when ``total`` is None."""
+    return part if total is None else add(total, part)
+
+
 def batch_gradient(
     arch: Architecture,
     theta: Interval,
@@ -97,6 +115,10 @@ def batch_gradient(
     clip: float | None = None,
 ) -> Interval:
     """Bounds on the mean-over-batch gradient for every parameter in ``theta``, input in ``X`` and
-    label in ``labels`` (each sample independently: the interval relaxation)."""
-    per = sample_gradients(arch, theta, X, labels, loss, clip)
-    return divide(sum_axis(per, axis=0), float(X.shape[0]))
+    label in ``labels`` (each sample independently: the interval relaxation); the batch is
+    summed in :func:`fragments`."""
+    total = None
+    for sl in fragments(X.shape[0], arch.n_params):
+        per = sample_gradients(arch, theta, X[sl], labels[sl], loss, clip)
+        total = accumulate(total, sum_axis(per, axis=0))
+    return divide(total, float(X.shape[0]))

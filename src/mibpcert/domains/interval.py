@@ -4,7 +4,8 @@ An :class:`Interval` is a pair of float64 arrays ``lo <= hi`` of one shape; it s
 real array between them. The arithmetic here (``add``, ``sub``, ``mul``, ``scale``, ``divide``,
 ``sum_axis``, ``prod_sum``) and every operation's interval version in :mod:`mibpcert.ops` return
 an interval that contains the exact real result for all real inputs inside its arguments: each
-computed endpoint is moved outward by one ulp (``numpy.nextafter``), and sums of many terms, for
+computed endpoint is moved outward by at least one ulp (:func:`up`, :func:`down`), and sums of
+many terms, for
 which one ulp is not enough, first get an a-priori error bound (Higham's gamma_n bound, padded)
 added.
 
@@ -74,23 +75,50 @@ class Interval:
         return bool(np.all(self.lo <= self.hi))
 
 
+def up(x: np.ndarray) -> np.ndarray:
+    """``x`` moved up by at least one ulp: ``fl(x + (|x| 2 eps + tiny))``, never below
+    ``numpy.nextafter(x, inf)`` (and about eight times faster).
+
+    Why: ``|x| eps`` is exact (a power-of-two scaling) and at least ``ulp(x)`` for normal ``x``,
+    so the exact sum is at least ``x + 2 ulp(x)``; rounding to nearest moves it back by at most
+    half the float spacing there, which is at most ``ulp(x)`` (one binade up), leaving at least
+    ``x + ulp(x)``. For ``|x| < tiny`` (zero, subnormals) ``tiny`` exceeds the spacing. ``-inf``
+    gives NaN (``-inf + inf``), which callers widen (:func:`round_out`: to ``-max``, as
+    ``nextafter``).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x + (np.abs(x) * (2.0 * UNIT) + TINY)
+
+
+def down(x: np.ndarray) -> np.ndarray:
+    """``x`` moved down by at least one ulp (:func:`up` mirrored)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x - (np.abs(x) * (2.0 * UNIT) + TINY)
+
+
+_MAX = float(np.finfo(np.float64).max)
+
+
 def round_out(lo: np.ndarray, hi: np.ndarray, err: np.ndarray | float | None = None) -> Interval:
-    """Interval with ``lo - err`` and ``hi + err`` moved outward by one ulp.
+    """Interval with ``lo - err`` and ``hi + err`` moved outward by at least one ulp
+    (:func:`down`, :func:`up`).
 
     ``lo``/``hi`` are computed endpoints, each within half an ulp of an exact value (one correctly
     rounded operation) or within ``err`` of it (longer computations). NaN endpoints widen to
-    -inf/+inf.
+    -inf/+inf; an upper end of -inf (lower end of +inf) becomes -max (+max), as ``nextafter``
+    gives.
     """
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     if err is not None:
         lo = lo - err
         hi = hi + err
-    lo = np.nextafter(lo, -np.inf)
-    hi = np.nextafter(hi, np.inf)
+    lo_in, hi_in = lo, hi
+    lo = down(lo)
+    hi = up(hi)
     if np.isnan(lo).any() or np.isnan(hi).any():
-        lo = np.where(np.isnan(lo), -np.inf, lo)
-        hi = np.where(np.isnan(hi), np.inf, hi)
+        lo = np.where(np.isnan(lo), np.where(lo_in == np.inf, _MAX, -np.inf), lo)
+        hi = np.where(np.isnan(hi), np.where(hi_in == -np.inf, -_MAX, np.inf), hi)
     return Interval(lo, hi)
 
 

@@ -161,8 +161,10 @@ def _inputs(b: Builder, problem: Problem, idx: np.ndarray, pv: PoisonVars) -> No
     batch_scope = [int(i) for i in idx if int(i) in in_scope]
     budget = None if t.k is None else int(t.k)
     selective = budget is not None and budget < len(batch_scope)
-    lo_box, hi_box = t.feature_box(X)
-    disc = {int(df.feature): df for df in t.discrete}
+    box = problem.input_box()
+    lo_box, hi_box = box.lo, box.hi
+    # with a frozen prefix the discrete features are raw ones, inside the features' box
+    disc = {} if problem.prefix is not None else {int(df.feature): df for df in t.discrete}
     for i in idx:
         i = int(i)
         if i not in in_scope:

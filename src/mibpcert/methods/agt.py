@@ -38,7 +38,7 @@ import numpy as np
 
 from mibpcert.bounds import network
 from mibpcert.bounds.parameters import ParameterBounds
-from mibpcert.domains.interval import Interval, divide, sum_axis
+from mibpcert.domains.interval import Interval, add, divide, down, sum_axis, up
 from mibpcert.methods.base import (
     BoxMethod,
     StepCallback,
@@ -64,6 +64,41 @@ def poisoned_budget(problem: Problem, idx: np.ndarray) -> int:
     return min(k, b)
 
 
+def _differences(clean: Interval, poisoned: Interval) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample upward differences ``max(h^U - g^U, 0)`` and downward ``min(h^L - g^L, 0)``,
+    rounded outward (NaN: unbounded)."""
+    with np.errstate(invalid="ignore"):
+        d_up = np.maximum(up(poisoned.hi - clean.hi), 0.0)
+        d_dn = np.minimum(down(poisoned.lo - clean.lo), 0.0)
+    d_up = np.where(np.isnan(d_up), np.inf, d_up)
+    d_dn = np.where(np.isnan(d_dn), -np.inf, d_dn)
+    return d_up, d_dn
+
+
+class TopK:
+    """The ``k`` largest upward and ``k`` most negative downward differences per coordinate,
+    kept over a batch streamed in fragments (the top k of a union is the top k of the parts'
+    top k)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.up: np.ndarray | None = None
+        self.dn: np.ndarray | None = None
+
+    def add(self, clean: Interval, poisoned: Interval) -> None:
+        d_up, d_dn = _differences(clean, poisoned)
+        up = d_up if self.up is None else np.concatenate([self.up, d_up])
+        dn = d_dn if self.dn is None else np.concatenate([self.dn, d_dn])
+        if len(up) > self.k:
+            up = -np.partition(-up, self.k - 1, axis=0)[: self.k]
+            dn = np.partition(dn, self.k - 1, axis=0)[: self.k]
+        self.up, self.dn = up, dn
+
+    def bound(self) -> Interval:
+        """Bounds on the sum of the kept differences (``[sum of dn, sum of up]``)."""
+        return sum_axis(Interval(self.dn, self.up), axis=0)
+
+
 def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
     """Bound on ``sum_i grad_i`` (axis 0) when at most ``k`` samples use ``poisoned`` bounds."""
     n = clean.shape[0]
@@ -71,11 +106,7 @@ def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
         return sum_axis(clean, axis=0)
     if k >= n:
         return sum_axis(poisoned, axis=0)
-    with np.errstate(invalid="ignore"):
-        d_up = np.maximum(np.nextafter(poisoned.hi - clean.hi, np.inf), 0.0)
-        d_dn = np.minimum(np.nextafter(poisoned.lo - clean.lo, -np.inf), 0.0)
-    d_up = np.where(np.isnan(d_up), np.inf, d_up)
-    d_dn = np.where(np.isnan(d_dn), -np.inf, d_dn)
+    d_up, d_dn = _differences(clean, poisoned)
     top = -np.partition(-d_up, k - 1, axis=0)[:k]  # k largest upward differences per coordinate
     bottom = np.partition(d_dn, k - 1, axis=0)[:k]  # k most negative downward differences
     terms = Interval(np.concatenate([clean.lo, bottom]), np.concatenate([clean.hi, top]))
@@ -150,27 +181,35 @@ class AGTMethod(BoxMethod):
         X_poison: Interval,
         labels_poison: LabelSet,
     ) -> Interval:
-        """Bound on the sum of the batch's per-sample gradients with at most k poisoned."""
+        """Bound on the sum of the batch's per-sample gradients with at most k poisoned: the
+        batch is streamed in :func:`~mibpcert.bounds.network.fragments`, summing the clean and
+        the poisoned boxes and keeping the top-k differences (:class:`TopK`)."""
         arch, loss = problem.arch, problem.recipe.loss
         clip = problem.recipe.clipping(arch)
-        if k < len(idx):
-            clean = network.sample_gradients(
-                arch,
-                theta,
-                Interval.point(problem.data.X_train[idx]),
-                problem.clean_label_set()[idx],
-                loss,
-                clip,
+        clean_labels = problem.clean_label_set()
+        acc = network.accumulate
+        clean_sum = full = None
+        top = TopK(k)
+        for sl in network.fragments(len(idx), arch.n_params):
+            rows = idx[sl]
+            clean = None
+            if k < len(idx):
+                X = Interval.point(problem.data.X_train[rows])
+                clean = network.sample_gradients(arch, theta, X, clean_labels[rows], loss, clip)
+                clean_sum = acc(clean_sum, sum_axis(clean, axis=0))
+                if k == 0:
+                    continue
+            poisoned = network.sample_gradients(
+                arch, theta, X_poison[rows], labels_poison[rows], loss, clip
             )
-            if k == 0:
-                return sum_axis(clean, axis=0)
-        poisoned = network.sample_gradients(
-            arch, theta, X_poison[idx], labels_poison[idx], loss, clip
-        )
-        full = sum_axis(poisoned, axis=0)
+            full = acc(full, sum_axis(poisoned, axis=0))
+            if clean is not None:
+                top.add(clean, poisoned)
+        if k == 0:
+            return clean_sum
         if k >= len(idx):
             return full
-        return topk_sum_bound(clean, poisoned, k).intersect(full)
+        return add(clean_sum, top.bound()).intersect(full)
 
 
 ReferenceStep = Callable[

@@ -171,6 +171,12 @@ def check_affine_sets(problem: Problem, sets: str, method: str) -> None:
     momentum and per-batch budgets with them."""
     from mibpcert.errors import UnsupportedError
 
+    if sets == "affine" and problem.prefix is not None and problem.threat.perturbs_features:
+        raise UnsupportedError(
+            f"method {method!r} with --sets affine takes its attack symbols on the trained "
+            "layers' inputs, which a frozen prefix (--freeze / --prefix) maps nonlinearly; "
+            "use --sets box."
+        )
     if sets == "affine" and problem.threat.removes:
         raise UnsupportedError(
             f"method {method!r} with --sets affine does not bound the removal threat "

@@ -215,6 +215,12 @@ class ExactMethod:
                 "method 'exact' does not encode L1 regularisation (sign(theta) needs an exact "
                 "encoding at theta = 0); use interval, agt or mibp, or drop --l1."
             )
+        if problem.prefix is not None and problem.threat.perturbs_features:
+            raise UnsupportedError(
+                "method 'exact' with a frozen prefix (--freeze / --prefix) would search attacks "
+                "in the prefix's feature box, which no raw input may realise; use interval, agt "
+                "or mibp (sound bounds over that box), or label changes only (eps = 0)."
+            )
         if problem.threat.test_eps > 0:
             raise UnsupportedError(
                 "method 'exact' does not model test-time perturbations (test_eps) yet; use "

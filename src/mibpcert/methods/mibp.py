@@ -197,6 +197,9 @@ class MIBPMethod(BoxMethod):
         h = hashlib.sha256()
         for arr in (problem.theta0, problem.data.X_train, np.asarray(problem.data.y_train)):
             h.update(np.ascontiguousarray(arr).tobytes())
+        if problem.prefix is not None:  # the raw inputs and the map give the feature boxes
+            h.update(np.ascontiguousarray(problem.raw.X_train).tobytes())
+            h.update(problem.prefix.fingerprint())
         meta = {
             "arch": str(problem.arch),
             # epochs excluded: a finished run can be resumed with more epochs (the batch order
@@ -447,8 +450,8 @@ class MIBPMethod(BoxMethod):
                 theta = np.where(rng.random(len(lo)) < 0.5, box.lo, box.hi)
             else:
                 theta = rng.uniform(box.lo, box.hi)
-            X, y = problem.threat.sample(
-                data.X_train, data.y_train, rng, data.task, data.n_classes, vertex_prob=0.7
+            X, y = problem.sample_poisoned(
+                rng, vertex_prob=0.7, within=idx if problem.threat.per_batch else None
             )
             t = encode_targets(problem.recipe.loss, y, data.task)
             g, _ = batch_gradient(

@@ -152,9 +152,7 @@ def self_check(method, problem, box, attack, state, nxt, lo, hi, idx, lr, rng):
         return bad, bad_box
     data = problem.data
     for s in range(method.self_check_samples):
-        X, y = problem.threat.sample(
-            data.X_train, data.y_train, rng, data.task, data.n_classes, vertex_prob=0.7
-        )
+        X, y = problem.sample_poisoned(rng, vertex_prob=0.7)
         u = attack.coordinates(X)
         r = (
             np.where(rng.random(state.c.size) < 0.5, -1.0, 1.0)
