@@ -75,25 +75,29 @@ class Interval:
         return bool(np.all(self.lo <= self.hi))
 
 
+_DENORM_MIN = float(np.nextafter(0.0, 1.0))  # the float spacing at and below tiny
+
+
 def up(x: np.ndarray) -> np.ndarray:
-    """``x`` moved up by at least one ulp: ``fl(x + (|x| 2 eps + tiny))``, never below
+    """``x`` moved up by at least one ulp: ``fl(x + (|x| 2 eps + 2**-1074))``, never below
     ``numpy.nextafter(x, inf)`` (and about eight times faster).
 
     Why: ``|x| eps`` is exact (a power-of-two scaling) and at least ``ulp(x)`` for normal ``x``,
     so the exact sum is at least ``x + 2 ulp(x)``; rounding to nearest moves it back by at most
     half the float spacing there, which is at most ``ulp(x)`` (one binade up), leaving at least
-    ``x + ulp(x)``. For ``|x| < tiny`` (zero, subnormals) ``tiny`` exceeds the spacing. ``-inf``
+    ``x + ulp(x)`` (``|x| 2 eps`` rounds to a grid point at or above ``2 ulp(x)``). For
+    ``|x| < tiny`` (zero, subnormals) ``2**-1074`` is the spacing, and the sum is exact. ``-inf``
     gives NaN (``-inf + inf``), which callers widen (:func:`round_out`: to ``-max``, as
     ``nextafter``).
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        return x + (np.abs(x) * (2.0 * UNIT) + TINY)
+        return x + (np.abs(x) * (2.0 * UNIT) + _DENORM_MIN)
 
 
 def down(x: np.ndarray) -> np.ndarray:
     """``x`` moved down by at least one ulp (:func:`up` mirrored)."""
     with np.errstate(invalid="ignore", over="ignore"):
-        return x - (np.abs(x) * (2.0 * UNIT) + TINY)
+        return x - (np.abs(x) * (2.0 * UNIT) + _DENORM_MIN)
 
 
 _MAX = float(np.finfo(np.float64).max)
