@@ -12,6 +12,7 @@ the raw boxes) and random attacks are drawn on the raw inputs and mapped through
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -127,8 +128,6 @@ class Problem:
         shift = self.frozen_layers
         if not shift:
             return names
-        import re
-
         return [re.sub(r"^([Wb])(\d+)", lambda m: f"{m[1]}{int(m[2]) + shift}", n) for n in names]
 
     @property
@@ -248,7 +247,7 @@ def freeze_layers(problem: Problem, n_frozen: int) -> Problem:
     values: the rest is trained on their features (after any prefix the problem already has)."""
     arch = problem.arch
     prefix = FrozenPrefix.from_arch(arch, problem.theta0, n_frozen)
-    offset = sum(o * i + o for o, i in arch.layer_shapes[:n_frozen])
+    offset = arch.slices()[n_frozen][0].start  # where the first trained layer's W begins
     suffix = Architecture(arch.sizes[n_frozen:])
     if problem.prefix is not None:
         prefix = problem.prefix.then(prefix)

@@ -100,17 +100,16 @@ class TopK:
 
 
 def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:
-    """Bound on ``sum_i grad_i`` (axis 0) when at most ``k`` samples use ``poisoned`` bounds."""
+    """Bound on ``sum_i grad_i`` (axis 0) when at most ``k`` samples use ``poisoned`` bounds
+    (one fragment of what :meth:`AGTMethod._gradient_sum` streams)."""
     n = clean.shape[0]
     if k == 0:
         return sum_axis(clean, axis=0)
     if k >= n:
         return sum_axis(poisoned, axis=0)
-    d_up, d_dn = _differences(clean, poisoned)
-    top = -np.partition(-d_up, k - 1, axis=0)[:k]  # k largest upward differences per coordinate
-    bottom = np.partition(d_dn, k - 1, axis=0)[:k]  # k most negative downward differences
-    terms = Interval(np.concatenate([clean.lo, bottom]), np.concatenate([clean.hi, top]))
-    return sum_axis(terms, axis=0)
+    top = TopK(k)
+    top.add(clean, poisoned)
+    return add(sum_axis(clean, axis=0), top.bound())
 
 
 def agt_gradient(
