@@ -126,6 +126,31 @@ def test_topk_bound_is_exact_max_over_subsets():
             np.testing.assert_allclose(b.lo, best_lo, rtol=1e-12, atol=1e-12)
 
 
+def test_topk_bound_encloses_the_exact_sum_with_inexact_differences():
+    """Differences ``h - g`` that floats cannot hold exactly (magnitudes 1e-8 .. 1e8): the bound
+    still contains the exact (rational) worst case over every subset of at most k points."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(7)
+    n, m = 5, 4
+    for _ in range(10):
+        c_lo = rng.normal(size=(n, m)) * 10.0 ** rng.uniform(-8, 8, (n, m))
+        c_hi = c_lo + np.abs(c_lo) * rng.uniform(0, 1e-3, (n, m))
+        p_lo = c_lo - np.abs(rng.normal(size=(n, m))) * 10.0 ** rng.uniform(-8, 8, (n, m))
+        p_hi = c_hi + np.abs(rng.normal(size=(n, m))) * 10.0 ** rng.uniform(-8, 8, (n, m))
+        clean, poisoned = Interval(c_lo, c_hi), Interval(p_lo, p_hi)
+        fr = np.frompyfunc(Fraction, 1, 1)
+        for k in range(1, n):
+            b = topk_sum_bound(clean, poisoned, k)
+            for S in itertools.combinations(range(n), k):
+                sel = np.zeros(n, dtype=bool)
+                sel[list(S)] = True
+                hi = fr(np.where(sel[:, None], p_hi, c_hi)).sum(axis=0)
+                lo = fr(np.where(sel[:, None], p_lo, c_lo)).sum(axis=0)
+                for j in range(m):
+                    assert Fraction(b.hi[j]) >= hi[j] and Fraction(b.lo[j]) <= lo[j]
+
+
 def test_poisoned_budget_counts():
     data = _moons(n_train=20)
     idx = np.arange(10)

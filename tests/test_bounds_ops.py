@@ -276,6 +276,72 @@ def test_prod_sum_exact(seed):
     assert_encloses_exact(res, (xa * xb).sum(axis=3), "prod_sum")
 
 
+def _exact_term_ranges(a: Interval, b: Interval):
+    """Exact (Fraction) ends of ``sum_k [a_ik] [b_kj]``: per term the min/max corner product."""
+    ends_a, ends_b = (a.lo, a.hi), (b.lo, b.hi)
+    corners = [_to_frac(x)[:, :, None] * _to_frac(y)[None, :, :] for x in ends_a for y in ends_b]
+    lo = np.minimum.reduce(corners).sum(axis=1)
+    hi = np.maximum.reduce(corners).sum(axis=1)
+    return lo, hi
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kinds", [(0, 1, 2, 3, 4, 5), (1,), (0, 3), (1, 3, 5)])
+def test_matmul_is_the_exact_term_range(seed, kinds):
+    """BLAS matmul of masked ends: encloses the exact sum of exact term ranges (every sign class,
+    both-straddling terms, zero ends, underflow) and is within its error bound of it."""
+    rng = np.random.default_rng(seed)
+    n, k, m = 5, 7, 4
+    a = random_interval(rng, (n, k), kinds=kinds, max_exp=4)
+    b = random_interval(rng, (k, m), kinds=kinds, max_exp=4)
+    res = ops.matmul(a, b)
+    assert res.shape == (n, m)
+    lo, hi = _exact_term_ranges(a, b)
+    assert_encloses_exact(res, lo, "matmul lower end")
+    assert_encloses_exact(res, hi, "matmul upper end")
+    mag = np.maximum(np.abs(a.lo), np.abs(a.hi)) @ np.maximum(np.abs(b.lo), np.abs(b.hi))
+    slack = 1e-13 * mag + 1e-290
+    assert np.all(np.abs(res.lo - lo.astype(float)) <= slack), "matmul lower end not tight"
+    assert np.all(np.abs(res.hi - hi.astype(float)) <= slack), "matmul upper end not tight"
+    # the same ranges as the elementwise prod_sum
+    ref = ops.prod_sum(a.reshape(n, k, 1), b.reshape(1, k, m), axis=1)
+    assert np.all(np.abs(res.lo - ref.lo) <= slack) and np.all(np.abs(res.hi - ref.hi) <= slack)
+
+
+def test_matmul_non_finite_ends_fall_back_to_prod_sum():
+    a = Interval(np.array([[0.0, -np.inf], [1.0, 2.0]]), np.array([[0.0, 1.0], [np.inf, 3.0]]))
+    b = Interval(np.array([[-1.0, 2.0], [0.5, -2.0]]), np.array([[1.0, 2.0], [0.5, 1.0]]))
+    res = ops.matmul(a, b)
+    ref = ops.prod_sum(a.reshape(2, 2, 1), b.reshape(1, 2, 2), axis=1)
+    assert np.array_equal(res.lo, ref.lo) and np.array_equal(res.hi, ref.hi)
+    assert not np.isnan(res.lo).any() and not np.isnan(res.hi).any()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_mul_with_a_nonnegative_factor_is_the_exact_range(seed):
+    """The nonnegative-factor path (ReLU activations) gives the min/max corner product, rounded
+    outward by one step: enclosing and tight."""
+    rng = np.random.default_rng(seed)
+    g = random_interval(rng, (6, 3, 1), max_exp=3)
+    a = random_interval(rng, (6, 1, 4), kinds=(0, 1, 2, 3, 5), max_exp=3)
+    a = Interval(np.maximum(a.lo, 0.0), np.maximum(a.hi, 0.0))
+    for x, y in ((g, a), (a, g)):
+        res = ops.mul(x, y)
+        assert res.shape == (6, 3, 4)
+        corners = [
+            _to_frac(np.broadcast_to(p, res.shape)) * _to_frac(np.broadcast_to(q, res.shape))
+            for p in (x.lo, x.hi)
+            for q in (y.lo, y.hi)
+        ]
+        lo, hi = np.minimum.reduce(corners), np.maximum.reduce(corners)
+        assert_encloses_exact(res, lo, "mul lower end")
+        assert_encloses_exact(res, hi, "mul upper end")
+        ref = round_out(lo.astype(float), hi.astype(float))
+        assert np.allclose(res.lo, ref.lo, rtol=1e-15, atol=0) and np.allclose(
+            res.hi, ref.hi, rtol=1e-15, atol=0
+        )
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_affine_exact(seed):
     rng = np.random.default_rng(seed)

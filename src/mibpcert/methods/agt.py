@@ -38,7 +38,7 @@ import numpy as np
 
 from mibpcert.bounds import network
 from mibpcert.bounds.parameters import ParameterBounds
-from mibpcert.domains.interval import Interval, add, divide, down, sum_axis, up
+from mibpcert.domains.interval import UNIT, Interval, add, divide, sum_axis
 from mibpcert.methods.base import (
     BoxMethod,
     StepCallback,
@@ -64,14 +64,25 @@ def poisoned_budget(problem: Problem, idx: np.ndarray) -> int:
     return min(k, b)
 
 
+_DIFF_UP = 1.0 + 4.0 * UNIT
+"""A computed difference ``d = fl(h - g) > 0`` times this (rounded) is at least the exact
+``h - g``: ``|h - g - d| <= u |h - g|`` gives ``h - g <= d (1 + 2 u)``, and ``fl(d (1 + 8 u))
+>= d (1 + 8 u) (1 - u) > d (1 + 2 u)``; a subnormal difference is exact."""
+
+
 def _differences(clean: Interval, poisoned: Interval) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample upward differences ``max(h^U - g^U, 0)`` and downward ``min(h^L - g^L, 0)``,
-    rounded outward (NaN: unbounded)."""
+    """Per-sample computed upward differences ``max(fl(h^U - g^U), 0)`` and downward
+    ``min(fl(h^L - g^L), 0)`` (NaN: unbounded). The sign of a difference is exact, and the
+    exact value is within :data:`_DIFF_UP` times the computed one: :meth:`TopK.bound` widens
+    the selected ones by that factor (multiplication by it is monotone, so the top ``k`` of the
+    widened differences are the widened top ``k``)."""
     with np.errstate(invalid="ignore"):
-        d_up = np.maximum(up(poisoned.hi - clean.hi), 0.0)
-        d_dn = np.minimum(down(poisoned.lo - clean.lo), 0.0)
-    d_up = np.where(np.isnan(d_up), np.inf, d_up)
-    d_dn = np.where(np.isnan(d_dn), -np.inf, d_dn)
+        d_up = np.maximum(poisoned.hi - clean.hi, 0.0)
+        d_dn = np.minimum(poisoned.lo - clean.lo, 0.0)
+    if np.isnan(d_up).any():
+        d_up[np.isnan(d_up)] = np.inf
+    if np.isnan(d_dn).any():
+        d_dn[np.isnan(d_dn)] = -np.inf
     return d_up, d_dn
 
 
@@ -89,14 +100,17 @@ class TopK:
         d_up, d_dn = _differences(clean, poisoned)
         up = d_up if self.up is None else np.concatenate([self.up, d_up])
         dn = d_dn if self.dn is None else np.concatenate([self.dn, d_dn])
-        if len(up) > self.k:
-            up = -np.partition(-up, self.k - 1, axis=0)[: self.k]
-            dn = np.partition(dn, self.k - 1, axis=0)[: self.k]
+        n, k = len(up), self.k
+        if n > k:
+            up = np.partition(up, n - k, axis=0)[n - k :]
+            dn = np.partition(dn, k - 1, axis=0)[:k]
         self.up, self.dn = up, dn
 
     def bound(self) -> Interval:
-        """Bounds on the sum of the kept differences (``[sum of dn, sum of up]``)."""
-        return sum_axis(Interval(self.dn, self.up), axis=0)
+        """Bounds on the sum of the kept differences (``[sum of dn, sum of up]``), each widened
+        to cover its exact value (:data:`_DIFF_UP`)."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            return sum_axis(Interval(self.dn * _DIFF_UP, self.up * _DIFF_UP), axis=0)
 
 
 def topk_sum_bound(clean: Interval, poisoned: Interval, k: int) -> Interval:

@@ -8,7 +8,8 @@ the bias gradient ``g``, and the input gradient ``g W`` (n, i).
   :func:`sample_weight_grad` (per sample, flattened row-major like ``W``);
 * interval: :func:`interval`, :func:`backward_interval` -- each scalar product of two intervals
   is bounded by the min/max of its endpoint products (the exact product range), so weights and
-  inputs may both be intervals;
+  inputs may both be intervals; the matrix products run through BLAS
+  (:func:`~mibpcert.domains.interval.matmul`);
 * program: :func:`program`, :func:`backward_program` -- weight x input products are bilinear
   (exact in the bilinear program, McCormick in its relaxations), or exact linearisations when one
   factor is binary or constant (:meth:`~mibpcert.domains.builder.Builder.mul`);
@@ -23,7 +24,7 @@ import numpy as np
 from mibpcert.domains import affine as aff
 from mibpcert.domains.affine import AffineForm, Symbols
 from mibpcert.domains.builder import Builder, Expr
-from mibpcert.domains.interval import Interval, add, mul, prod_sum
+from mibpcert.domains.interval import Interval, add, matmul, mul
 
 # ----------------------------------------------------------------------------- numpy
 
@@ -54,8 +55,7 @@ def sample_weight_grad(g: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def interval(a: Interval, W: Interval, b: Interval) -> Interval:
     """Bounds on ``a @ W.T + b`` for inputs a (n, i), weights W (o, i), bias b (o,)."""
-    z = prod_sum(a.reshape(a.shape[0], 1, a.shape[1]), W.reshape(1, *W.shape), axis=2)
-    return add(z, b.reshape(1, -1))
+    return add(matmul(a, Interval(W.lo.T, W.hi.T)), b.reshape(1, -1))
 
 
 def backward_interval(
@@ -66,7 +66,7 @@ def backward_interval(
     gradient, e.g. the first layer)."""
     n = g.shape[0]
     gW = mul(g.reshape(n, -1, 1), a.reshape(n, 1, -1))  # (n, o, i)
-    ga = None if W is None else prod_sum(g.reshape(n, -1, 1), W.reshape(1, *W.shape), axis=1)
+    ga = None if W is None else matmul(g, W)
     return gW.reshape(n, -1), g, ga
 
 
