@@ -247,10 +247,12 @@ def test_parameter_boxes_sound_under_sampling():
     assert np.all(bounds.upper <= loose.upper + 1e-12)
 
 
-@pytest.mark.parametrize("form", ["slots", "points"])
-def test_parameter_boxes_sound_under_sampling_k_of_n_features(form):
+@pytest.mark.parametrize(
+    "form,labels", [("slots", {}), ("points", {}), ("slots", {"threat__label_k": 1})]
+)
+def test_parameter_boxes_sound_under_sampling_k_of_n_features(form, labels):
     """The slot form's (and the per-point form's) LP-tightened boxes hold every sampled
-    k-of-n feature attack, with mini-batches."""
+    k-of-n feature attack (with label flips beside it), with mini-batches."""
     p = _problem(
         training__loss="hinge",
         training__epochs=2,
@@ -258,6 +260,7 @@ def test_parameter_boxes_sound_under_sampling_k_of_n_features(form):
         threat__eps=0.3,
         threat__k=2,
         data__n_train=6,
+        **labels,
     )
     bounds = ExactMethod(workers=1, form=form).bound(p)
     rng = np.random.default_rng(5)
@@ -398,6 +401,8 @@ def test_no_tighten_no_heuristic_same_answer():
         {"threat__eps": 0.5, "threat__k": 1},
         {"threat__eps": 0.5},
         {"threat__eps": 0.0, "threat__label_k": 2},
+        {"threat__eps": 0.5, "threat__k": 1, "threat__label_k": 1},  # features and labels
+        {"threat__eps": 0.2, "threat__label_k": 1},  # every point in scope moves, one flips
     ],
 )
 def test_moment_form_equals_per_point_form(threat):
@@ -428,6 +433,44 @@ def test_moment_form_equals_per_point_form(threat):
     assert values[0] > clean, "the instance must be non-trivial"
 
 
+def test_moment_form_with_feature_and_target_changes_equals_per_point_form():
+    """Regression with k-of-n feature changes and target shifts together: the moment form's
+    slot adds ``d_s t'_s`` with its point's shifted target; same optimum as the per-point form,
+    and its attack replays to it inside the threat model."""
+    from mibpcert.encode.objectives import mse_objective
+    from mibpcert.encode.unroll import encode_training
+    from mibpcert.solvers.tasks import SolveTask, solve_task
+
+    p = _problem(
+        data__dataset="diabetes",
+        data__standardize=True,
+        data__n_train=6,
+        data__n_test=4,
+        model__arch="10-1",
+        training__loss="mse",
+        training__lr=0.2,
+        training__epochs=1,  # SCIP closes the moment form of T = 2 slowly (weak LP, §11.2)
+        threat__eps=0.3,
+        threat__k=1,
+        threat__label_k=1,
+        threat__label_eps=0.5,
+    )
+    values = []
+    for form in ("moments", "points"):
+        prog = encode_training(p, form=form)
+        b = prog.builder.fork()
+        obj = mse_objective(b, p, prog.layers(p))
+        (res,) = solve_task(SolveTask(b.f, [obj], "scip", 120.0, return_x=True))
+        assert res.status == "optimal"
+        values.append(res.primal)
+        X, y = project_attack(p, *prog.poison.attack(res.x, p.data.X_train, p.data.y_train))
+        assert not threat_violations(p, X, y)
+        theta = p.train_poisoned(X, y).final
+        assert TestObjective("mse").value(p, theta) == pytest.approx(res.primal, abs=1e-4)
+    assert values[0] == pytest.approx(values[1], rel=1e-5, abs=1e-5)
+    assert values[0] > TestObjective("mse").value(p, p.train_nominal().final) + 1e-6
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -454,6 +497,40 @@ def test_moment_form_equals_per_point_form(threat):
             "training__epochs": 1,
             "data__n_test": 4,
         },
+        # label changes beside the feature budget: a slot takes its point's label variable
+        {"training__loss": "hinge", "threat__k": 1, "threat__label_k": 1, "threat__eps": 0.3},
+        {
+            "training__loss": "hinge",
+            "threat__k": 2,
+            "threat__label_k": 1,
+            "training__batch_size": 3,
+            "threat__eps": 0.3,
+        },
+        {
+            "data__dataset": "iris",
+            "model__arch": "4-3",
+            "training__loss": "hinge",
+            "threat__k": 1,
+            "threat__label_k": 1,
+            "threat__label_mode": "any",
+            "threat__eps": 0.2,
+            "data__standardize": True,
+        },
+        {
+            "data__dataset": "diabetes",
+            "data__standardize": True,
+            "model__arch": "10-1",
+            "training__loss": "mse",
+            "threat__k": 1,
+            "threat__eps": 0.3,
+            "threat__label_k": 1,
+            "threat__label_eps": 0.5,
+            "training__batch_size": 3,
+            "training__lr": 0.2,
+            "training__epochs": 1,
+            "data__n_test": 4,
+        },
+        {"training__loss": "mse", "threat__k": 1, "threat__label_k": 2, "threat__eps": 0.3},
     ],
 )
 def test_slot_form_equals_per_point_form(case):

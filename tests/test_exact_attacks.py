@@ -149,6 +149,13 @@ def test_auto_picks_the_smallest_form():
         assert set(sizes) == {"points", "slots", "moments"}
         assert sizes["slots"] < sizes["moments"] < sizes["points"]
         assert forms.choose(p, T).name == "slots"
+    cfg.threat.label_k, cfg.threat.label_eps = 1, 0.5  # a target shift beside the features
+    p = build_problem(cfg)
+    sizes = {n: f.size(p, 3) for n, f in forms.FORMS.items() if f.applies(p)}
+    assert set(sizes) == {"points", "slots", "moments"}  # all three take both kinds
+    assert sizes["slots"] < sizes["moments"] < sizes["points"]
+    assert forms.choose(p, 3).name == "slots"
+    cfg.threat.label_k, cfg.threat.label_eps = 0, 0.0
     cfg.threat.k = None  # every point moves: slots do not apply, the smaller of the others
     p = build_problem(cfg)
     sizes = {n: f.size(p, 3) for n, f in forms.FORMS.items() if f.applies(p)}

@@ -141,15 +141,23 @@ def poison_vars(b: Builder, problem: Problem, indices: np.ndarray) -> PoisonVars
     return pv
 
 
-def clean_points(b: Builder, problem: Problem) -> PoisonVars:
+def clean_points(b: Builder, problem: Problem, labels: bool = False) -> PoisonVars:
     """The clean training set as constants (no poisoning variables): what the loss gradient of an
-    unpoisoned point reads."""
+    unpoisoned point reads. ``labels=True``: the inputs stay constant, the labels (or regression
+    targets) are the threat's label variables with their budget, as in :func:`poison_vars`
+    (the slot form's points that no slot holds)."""
     data = problem.data
     n = data.n_train
-    pv = PoisonVars(np.arange(n), {i: [b.const(v) for v in data.X_train[i]] for i in range(n)})
+    idx = np.arange(n)
+    pv = PoisonVars(idx, {i: [b.const(v) for v in data.X_train[i]] for i in range(n)})
     if data.task == "regression":
-        Y = data.y_train.reshape(n, -1)
-        pv.targets = {i: [b.const(v) for v in Y[i]] for i in range(n)}
+        if labels:
+            _targets(b, problem, idx, pv)
+        else:
+            Y = data.y_train.reshape(n, -1)
+            pv.targets = {i: [b.const(v) for v in Y[i]] for i in range(n)}
+    elif labels:
+        _labels(b, problem, idx, pv)
     return pv
 
 

@@ -4,7 +4,7 @@
 form        applies to                                                       poisoned inputs
 ==========  ===============================================================  ====================
 ``points``  every problem                                                    one per point
-``slots``   linear hinge/MSE model, k-of-n feature threat, clean labels      k slots
+``slots``   linear hinge/MSE model, k-of-n feature threat (+ label changes)  k slots
 ``moments`` full-batch linear MSE model                                      none (data moments)
 ==========  ===============================================================  ====================
 

@@ -3,7 +3,8 @@
 The full-batch gradient is ``(2/(q n)) (M theta_r - c_r)`` with the data moments
 ``M = sum x~ x~^T`` and ``c = sum x~ y`` (x~ = [x; 1]); the attack changes the moments once for the
 whole run (through the k slots of :class:`~mibpcert.encode.forms.slots.SlotPoison` for feature
-threats, or the label variables for label threats), and no step needs a poisoned input.
+threats, the label variables for label threats, or both: ``c`` is affine in the labels, and a
+slot adds ``d_s y'_s`` with its point's poisoned label), and no step needs a poisoned input.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import numpy as np
 
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.encode.forms.base import Form, FormState
-from mibpcert.encode.forms.slots import build_slots
-from mibpcert.encode.poison import poison_vars
+from mibpcert.encode.forms.slots import SlotsForm, build_slots
+from mibpcert.encode.poison import clean_points, poison_vars
 from mibpcert.ops.targets import class_sign
 from mibpcert.problem import Problem
 
@@ -46,8 +47,11 @@ def build_moments(b: Builder, problem: Problem):
     A, C0 = Xt.T @ Xt, Xt.T @ Y0
     M = [[b.const(float(A[a, c])) for c in range(d + 1)] for a in range(d + 1)]
     cv = [[b.const(float(C0[a, r])) for r in range(q)] for a in range(d + 1)]
-    if not t.perturbs_features:  # labels only: c is affine in the label variables
-        pv = poison_vars(b, problem, np.arange(n))
+    pv = None
+    if t.label_k > 0 or not t.perturbs_features:  # c is affine in the label variables
+        pv = clean_points(b, problem, labels=True) if t.perturbs_features else poison_vars(
+            b, problem, np.arange(n)
+        )
         for i in range(n):
             if data.task == "regression":
                 ys = pv.targets[i]
@@ -60,11 +64,12 @@ def build_moments(b: Builder, problem: Problem):
                 for r in range(q):
                     if not diff[r].is_const or diff[r].const != 0.0:
                         cv[a][r] = b.affine([(1.0, cv[a][r]), (float(Xt[i, a]), diff[r])])
+    if not t.perturbs_features:
         cv = [
             [b.materialize(e, f"c{a}_{r}") for r, e in enumerate(row)] for a, row in enumerate(cv)
         ]
         return M, cv, pv
-    slots = build_slots(b, problem)
+    slots = build_slots(b, problem, pv)  # with label changes: the slot takes its label var
     for s, zs in slots.points.items():
         delta, xp = slots.delta[s], slots.inputs[s]
         # M += [[x'x'^T - sum z x x^T, d], [d^T, 0]] with x' = x_s + d_s
@@ -79,9 +84,9 @@ def build_moments(b: Builder, problem: Problem):
                     M[c][a] = M[a][c]
             M[a][d] = b.affine([(1.0, M[a][d]), (1.0, delta[a])])
             M[d][a] = M[a][d]
-        # c += d_s y_s (clean labels of the chosen point)
+        # c += d_s y'_s (the chosen point's label, poisoned under label changes)
         for r in range(q):
-            u = slots.labels[s][r]  # y_s: a regression target or a +-1 sign (exact product)
+            u = slots.labels[s][r]  # y'_s: a regression target or a 0/1 class indicator
             ys = b.materialize(u) if data.task == "regression" else b.affine([(2.0, u)], -1.0)
             for a in range(d):
                 if not delta[a].is_const:
@@ -95,18 +100,17 @@ def build_moments(b: Builder, problem: Problem):
     return M, cv, slots
 
 
+_SLOTS = SlotsForm()
+
+
 class MomentsForm(Form):
     """Data moments changed once by the attack (see the module docstring)."""
 
     name = "moments"
-    requirement = (
-        "a full-batch linear model with MSE loss, no discrete or paired threat and clean labels "
-        "when features change"
-    )
+    requirement = "a full-batch linear model with MSE loss and no discrete or paired threat"
 
     def applies(self, problem: Problem) -> bool:
-        """Linear model, MSE, full batch, no discrete/paired threat, labels clean when features
-        change, bounded radius."""
+        """Linear model, MSE, full batch, no discrete/paired threat, bounded radius."""
         return _applies(problem)
 
     def cost(self, problem: Problem, steps: int) -> int:
@@ -122,12 +126,13 @@ class MomentsForm(Form):
         return slots * (d * (d + 1) // 2 + d * q) + steps * q * d * (d + 1)
 
     def binaries(self, problem: Problem) -> int:
-        """Slot assignment (k per point in scope) and selection (one per point) binaries."""
+        """Slot assignment (k per point in scope) and selection (one per point) binaries, and
+        with label changes the slots' label products, as in the slot form."""
         t = problem.threat
         scope = len(t.scope(problem.data.n_train))
         if not t.perturbs_features or t.k is None or int(t.k) >= scope:
             return 0  # every point in scope moves: fixed slots, no binaries
-        return (int(t.k) + 1) * scope
+        return _SLOTS.binaries(problem)
 
     def pays(self, problem: Problem, steps: int) -> bool:
         """Always for a label threat (the program is then linear in theta), else when it has
@@ -147,9 +152,9 @@ class MomentsForm(Form):
 
 
 def _applies(problem: Problem) -> bool:
-    """Linear model, MSE, full batch, no discrete/paired threat, labels clean when features
-    change: the full-batch gradient is ``(2/(q n)) (M theta_r - c_r)`` with data moments
-    ``M = sum x~ x~^T`` and ``c = sum x~ y`` that do not change between steps."""
+    """Linear model, MSE, full batch, no discrete/paired threat: the full-batch gradient is
+    ``(2/(q n)) (M theta_r - c_r)`` with data moments ``M = sum x~ x~^T`` and ``c = sum x~ y``
+    that do not change between steps."""
     t = problem.threat
     n = problem.data.n_train
     full = problem.recipe.batch_size is None or problem.recipe.batch_size >= n
@@ -159,6 +164,5 @@ def _applies(problem: Problem) -> bool:
         and full
         and not t.discrete
         and not t.paired
-        and not (t.perturbs_features and t.label_k > 0)
         and not np.isinf(t.eps)
     )

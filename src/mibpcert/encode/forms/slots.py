@@ -1,9 +1,15 @@
-"""The slot form: a linear model under a k-of-n feature threat with clean labels.
+"""The slot form: a linear model under a k-of-n feature threat, with or without label changes.
 
 Instead of one poisoned input per training point, ``k`` slots each choose one point of the scope
 (:class:`SlotPoison`); the clean points' gradients use their clean inputs (constants), switched
 off when their point is chosen, so only the slots' forward and gradient products are bilinear:
 ``k d q`` per step instead of ``|scope| d q``. The slots are shared with the moment form.
+
+Label changes (flips, multi-class changes or regression target shifts, independent of the
+feature budget): every point's label is the threat's label variable (:func:`clean_points` with
+``labels=True``), and a slot takes the label of the point it holds, ``l'_s = sum_i z_si l'_i``:
+each ``z_si l'_i`` is a binary times a bounded variable, linearised exactly, so the form stays
+an exact reformulation.
 """
 
 from __future__ import annotations
@@ -28,14 +34,15 @@ from mibpcert.threat.model import CHANGE_TOL
 @dataclass
 class SlotPoison:
     """Feature poisoning of exactly ``k`` of the points in scope through ``k`` slots (linear
-    models with clean labels: the moment form and the slot form).
+    models: the moment form and the slot form), with or without label changes beside it.
 
     Slot s chooses one point of the scope with binaries ``z_si`` (``sum_i z_si = 1``; a point
     fills at most one slot, ``sel_i = sum_s z_si``; slots hold points in increasing index order,
     which removes the k! symmetric copies) or, when every point in scope may change, belongs to
     one fixed point. Its poisoned input is ``x'_s = sum_i z_si x_i + d_s`` within the chosen
-    point's box, its label the chosen point's clean label. Choosing a point and leaving it
-    unchanged (``d_s = 0``) is allowed, so "exactly k" loses no attack of "at most k".
+    point's box, its label the chosen point's label: the clean one, or with label changes the
+    point's label variable in ``label_vars``. Choosing a point and leaving it unchanged
+    (``d_s = 0``) is allowed, so "exactly k" loses no attack of "at most k".
     """
 
     points: dict[int, dict[int, Expr]]  # slot -> {training index: z_si (or constant 1)}
@@ -43,6 +50,7 @@ class SlotPoison:
     inputs: dict[int, list[Expr]] = field(default_factory=dict)  # slot -> x'_s per feature
     labels: dict[int, list[Expr]] = field(default_factory=dict)  # slot -> one-hot / targets
     select: dict[int, Expr] = field(default_factory=dict)  # point -> sel_i (binary)
+    label_vars: PoisonVars | None = None  # every point's (poisoned) label, with label changes
 
     def point_label(self, s: int, data: Dataset) -> PointLabel:
         """The label of slot ``s``'s point: its regression targets, or its 0/1 class
@@ -57,6 +65,8 @@ class SlotPoison:
             for i, z in zs.items():
                 if z.value(x) > 0.5:
                     X[i] = X[i] + np.array([e.value(x) for e in self.delta[s]])
+        if self.label_vars is not None:  # its inputs are the clean constants: labels only
+            return X, self.label_vars.attack(x, X, y)[1]
         return X, np.array(y, copy=True)
 
     def assignment(self, X0: np.ndarray, y0: np.ndarray, X: np.ndarray, y: np.ndarray) -> dict:
@@ -89,11 +99,33 @@ class SlotPoison:
             for i, e in self.select.items():
                 if i not in chosen:
                     put(e, 0.0)
+        if self.label_vars is not None:
+            out.update(self.label_vars.assignment(X0, y0, X0, y))
         return out
 
 
-def build_slots(b: Builder, problem: Problem) -> SlotPoison:
-    """The slots of a k-of-n feature threat with clean labels (see :class:`SlotPoison`)."""
+def _label_columns(
+    b: Builder, problem: Problem, Y: np.ndarray, labels: PoisonVars | None, i: int
+) -> list[Expr]:
+    """Point ``i``'s label as the slot form reads it: regression targets, or 0/1 class
+    indicators (one output: the class-1 indicator), affine in binaries; clean without
+    ``labels``."""
+    if labels is None:
+        return [b.const(float(v)) for v in Y[i]]
+    data = problem.data
+    if data.task == "regression":
+        return labels.targets[i]
+    c = int(data.y_train[i])
+    if problem.arch.n_outputs == 1:
+        f = labels.flips.get(i)
+        return [b.const(float(c)) if f is None else b.affine([(1.0 - 2.0 * c, f)], float(c))]
+    return labels.label_onehot(b, i, c, int(data.n_classes))
+
+
+def build_slots(b: Builder, problem: Problem, labels: PoisonVars | None = None) -> SlotPoison:
+    """The slots of a k-of-n feature threat (see :class:`SlotPoison`); ``labels``: every point's
+    label variables under label changes (:func:`clean_points` with ``labels=True``), ``None``
+    for clean labels."""
     data, t = problem.data, problem.threat
     X0 = data.X_train
     n, d = X0.shape
@@ -101,7 +133,7 @@ def build_slots(b: Builder, problem: Problem) -> SlotPoison:
     S = len(scope) if t.k is None else min(int(t.k), len(scope))
     lo_box, hi_box = t.feature_box(X0)
     fixed = S == len(scope)
-    slots = SlotPoison({}, {})
+    slots = SlotPoison({}, {}, label_vars=labels)
     if data.task == "regression":
         Y = data.y_train.reshape(n, -1).astype(np.float64)
     else:  # one-hot clean labels (one column for one output: the class-1 indicator)
@@ -135,16 +167,17 @@ def build_slots(b: Builder, problem: Problem) -> SlotPoison:
                 )
             delta.append(e)
             xp.append(x)
-        labels = []
-        for r in range(Y.shape[1]):
-            e = b.affine([(float(Y[i, r]), z) for i, z in zs.items()])
+        cols = {i: _label_columns(b, problem, Y, labels, i) for i in zs}
+        slot_labels = []
+        for r in range(Y.shape[1]):  # l'_s = sum_i z_si l'_i: binary x bounded, exact
+            e = b.add(*[b.mul(z, cols[i][r], f"slot{s}_pt{i}_y{r}") for i, z in zs.items()])
             if data.task != "regression" and not e.is_const:  # a 0/1 label: one binary
                 u = b.var(0.0, 1.0, f"slot{s}_y{r}", binary=True)
                 b.constrain(b.affine([(1.0, u), (-1.0, e)]), 0.0, 0.0)
                 e = u
-            labels.append(e)
+            slot_labels.append(e)
         slots.points[s], slots.delta[s] = zs, delta
-        slots.inputs[s], slots.labels[s] = xp, labels
+        slots.inputs[s], slots.labels[s] = xp, slot_labels
     if not fixed:
         for i in scope:
             sel = b.var(0.0, 1.0, f"sel{i}", binary=True)  # sel_i = sum_s z_si <= 1
@@ -176,7 +209,8 @@ def slot_gradient(
     clean input, its contribution switched off when it is chosen (``(1 - sel_i) dL/do_i``), plus
     each slot whose point is in the batch with its poisoned input. Only the slots' forward and
     gradient products are bilinear: k d q per step instead of |scope| d q. ``clean``: the
-    clean training set as constants (:func:`~mibpcert.encode.poison.clean_points`)."""
+    clean inputs as constants, with the labels' variables under label changes
+    (:func:`~mibpcert.encode.poison.clean_points`)."""
     (ws, bs), (_, d) = problem.arch.slices()[0], problem.arch.layer_shapes[0]
     grad_terms: list[list[Expr]] = [[] for _ in range(problem.arch.n_params)]
     data = problem.data
@@ -223,12 +257,13 @@ class SlotsForm(Form):
     name = "slots"
     requirement = (
         "a linear model with hinge or MSE loss under a k-of-n feature threat (k below the "
-        "number of points in scope), clean labels and no discrete or paired threat"
+        "number of points in scope), label changes (if any) independent of it, and no discrete "
+        "or paired threat"
     )
 
     def applies(self, problem: Problem) -> bool:
         """Linear model, hinge or MSE loss, features of at most k < |scope| points perturbed in a
-        bounded box, labels clean, no discrete/paired threat."""
+        bounded box, no discrete/paired threat (label changes allowed)."""
         return _applies(problem)
 
     def cost(self, problem: Problem, steps: int) -> int:
@@ -245,16 +280,22 @@ class SlotsForm(Form):
         )
 
     def binaries(self, problem: Problem) -> int:
-        """Slot assignment (k per point in scope) and selection (one per point) binaries."""
+        """Slot assignment (k per point in scope) and selection (one per point) binaries, and
+        with label changes the ``k |scope| q`` exact products ``z_si l'_ir`` (one per slot,
+        point and label column)."""
         t = problem.threat
         if not t.perturbs_features or t.k is None:
             return 0
         scope = len(t.scope(problem.data.n_train))
-        return (min(int(t.k), scope) + 1) * scope
+        k = min(int(t.k), scope)
+        labels = k * scope * problem.arch.n_outputs if t.label_k > 0 else 0
+        return (k + 1) * scope + labels
 
     def prepare(self, b: Builder, problem: Problem) -> FormState:
-        slots = build_slots(b, problem)
-        return FormState(slots, {"clean": clean_points(b, problem)})  # constants, every step
+        labels = problem.threat.label_k > 0
+        clean = clean_points(b, problem, labels=labels)  # constant inputs, shared by every step
+        slots = build_slots(b, problem, clean if labels else None)
+        return FormState(slots, {"clean": clean})
 
     def gradient(
         self, b: Builder, problem: Problem, state: FormState, theta: list[Expr], idx, tag: str
@@ -265,7 +306,7 @@ class SlotsForm(Form):
 
 def _applies(problem: Problem) -> bool:
     """Linear model, hinge or MSE loss, features of at most k < |scope| points perturbed in a
-    bounded box, labels clean, no discrete/paired threat: the slot form applies."""
+    bounded box, no discrete/paired threat: the slot form applies."""
     t = problem.threat
     n = problem.data.n_train
     if not (
@@ -273,7 +314,6 @@ def _applies(problem: Problem) -> bool:
         and t.perturbs_features
         and t.k is not None
         and int(t.k) < len(t.scope(n))
-        and t.label_k == 0
         and not t.discrete
         and not t.paired
     ):
