@@ -15,10 +15,12 @@ radius eps, T steps; features standardised on the training split):
 apply to every dataset.
 
 Variants (ablation): ``full`` (LP bound tightening, the coordinate search and the interior
-gradient attack as starts, incumbent repair; the encoding ``auto`` picks by program size),
+gradient attack as starts, incumbent repair; the encoding ``auto`` picks by program size; one
+program per poisoned point for k = 1),
 ``no-repair``, ``no-interior`` (no gradient attack), ``no-tighten``, ``no-heuristic`` (no
-starts at all), ``points`` (``full`` with the per-point form) and ``affine`` (``full`` with the
-step bounds also intersected with the affine parameter sets' boxes). Columns: the heuristic's
+starts at all), ``points`` (``full`` with the per-point form), ``affine`` (``full`` with the
+step bounds also intersected with the affine parameter sets' boxes) and ``no-split`` (one
+program for k = 1 instead of one per poisoned point). Columns: the heuristic's
 attack value (replayed), the gradient attack's, the solver's primal and its incumbent replayed,
 the best replayed attack, the certified bound (padded dual, combined with the interval bound),
 the gap, status / outcome and seconds (program build incl. tightening + heuristic + solve).
@@ -61,11 +63,12 @@ VARIANTS = {
     "no-repair": dict(tighten=True, heuristic=True, repair=False),
     "no-interior": dict(tighten=True, heuristic=True, interior_attack=False),
     "affine": dict(tighten=True, heuristic=True, sets="affine"),
+    "no-split": dict(tighten=True, heuristic=True, split="none"),
 }
 
 
 def run_instance(args: tuple) -> dict:
-    name, k, eps, T, variant, seed, time_limit, n_train = args
+    name, k, eps, T, variant, seed, time_limit, n_train, label_k = args
     sys.path.insert(0, str(ROOT / "src"))
     from mibpcert import Config
     from mibpcert.pipeline import build_problem, certify_problem
@@ -85,6 +88,12 @@ def run_instance(args: tuple) -> dict:
     cfg.training.lr = spec["lr"]
     cfg.training.epochs = T
     cfg.threat.eps, cfg.threat.k = eps, k
+    if label_k:  # label changes beside the features: flips, any class, or target shifts by eps
+        cfg.threat.label_k = label_k
+        if spec["loss"] == "mse" and spec["dataset"] == "diabetes":
+            cfg.threat.label_eps = eps
+        elif name == "iris":
+            cfg.threat.label_mode = "any"
     problem = build_problem(cfg)
     objective = "mse" if name == "diabetes" else "misclassified"
     t0 = time.perf_counter()
@@ -100,6 +109,7 @@ def run_instance(args: tuple) -> dict:
         "seed": seed,
         "n_train": problem.data.n_train,
         "k": k,
+        "label_k": label_k,
         "eps": eps,
         "T": T,
         "variant": variant,
@@ -130,17 +140,17 @@ def run_instance(args: tuple) -> dict:
     }
 
 
-def _key_of(g: tuple, time_limit: float, n_train: int) -> tuple:
+def _key_of(g: tuple, time_limit: float, n_train: int, label_k: int) -> tuple:
     name, k, eps, T, variant, seed = g
     return (
         str(name), int(k), float(eps), int(T), str(variant), int(seed), float(time_limit),
-        int(n_train),
+        int(n_train), int(label_k),
     )  # fmt: skip
 
 
 def _key(row: dict) -> tuple:
     g = (row["dataset"], row["k"], row["eps"], row["T"], row["variant"], row["seed"])
-    return _key_of(g, row["time_limit"], row["n_train"])
+    return _key_of(g, row["time_limit"], row["n_train"], row.get("label_k") or 0)
 
 
 def _parse(v: str):
@@ -153,6 +163,11 @@ def _parse(v: str):
         except ValueError:
             pass
     return v
+
+
+def _budget(r: dict) -> str:
+    """The k column: ``k``, or ``k + L labels`` with label changes beside the features."""
+    return f"{r['k']} + {r['label_k']} labels" if r.get("label_k") else str(r["k"])
 
 
 def _abs_gap(r: dict) -> float | None:
@@ -178,6 +193,11 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["full"], choices=list(VARIANTS))
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..S-1 (split and init)")
     ap.add_argument("--n-train", type=int, default=20)
+    ap.add_argument(
+        "--label-k", type=int, default=0,
+        help="label changes beside the features: flips (binary), any class (iris) or target "
+        "shifts by eps (diabetes) of up to N points",
+    )  # fmt: skip
     ap.add_argument(
         "--grid", nargs="+", default=None,
         help="explicit dataset:T cells instead of the product --datasets x --steps",
@@ -212,9 +232,9 @@ def main() -> None:
     elif csv_path.exists():
         csv_path.unlink()
     todo = [
-        (*g, args.time_limit, args.n_train)
+        (*g, args.time_limit, args.n_train, args.label_k)
         for g in grid
-        if _key_of(g, args.time_limit, args.n_train) not in done
+        if _key_of(g, args.time_limit, args.n_train, args.label_k) not in done
     ]
     print(f"{len(grid) - len(todo)} of {len(grid)} instances already in {csv_path}", flush=True)
     t0 = time.perf_counter()
@@ -253,7 +273,7 @@ def main() -> None:
     table = [
         [
             r["dataset"],
-            r["k"],
+            _budget(r),
             r["eps"],
             r["T"],
             r["variant"],
@@ -324,7 +344,7 @@ def closure_table(rows: list[dict]) -> str:
 
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["k"], r["eps"], r["T"], r["variant"]), []).append(r)
+        groups.setdefault((r["dataset"], _budget(r), r["eps"], r["T"], r["variant"]), []).append(r)
     out = []
     for (name, k, eps, T, variant), rs in groups.items():
         gaps = [r["gap"] for r in rs if r["gap"] is not None]

@@ -56,6 +56,7 @@ MODULES = (
     "mibpcert.methods.mibp",
     "mibpcert.methods.exact",
     "mibpcert.methods.exact_margins",
+    "mibpcert.methods.exact_split",
     "mibpcert.methods.tightening",
     "mibpcert.attacks",
     "mibpcert.attacks.linearized",

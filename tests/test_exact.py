@@ -471,32 +471,35 @@ def test_moment_form_with_feature_and_target_changes_equals_per_point_form():
     assert values[0] > TestObjective("mse").value(p, p.train_nominal().final) + 1e-6
 
 
+_IRIS = {  # 3-class linear one-vs-rest hinge, one poisoned point
+    "data__dataset": "iris",
+    "model__arch": "4-3",
+    "training__loss": "hinge",
+    "threat__k": 1,
+    "data__standardize": True,
+}
+_DIABETES = {  # linear MSE regression with mini-batches, one poisoned point
+    "data__dataset": "diabetes",
+    "data__standardize": True,
+    "model__arch": "10-1",
+    "training__loss": "mse",
+    "threat__k": 1,
+    "threat__eps": 0.3,
+    "training__batch_size": 3,
+    "training__lr": 0.2,
+    "training__epochs": 1,
+    "data__n_test": 4,
+}
+
+
 @pytest.mark.parametrize(
     "case",
     [
         {"training__loss": "hinge", "threat__k": 1},
         {"training__loss": "hinge", "threat__k": 2, "training__batch_size": 3},
         {"training__loss": "mse", "threat__k": 1, "training__batch_size": 2, "threat__eps": 0.3},
-        {
-            "data__dataset": "iris",
-            "model__arch": "4-3",
-            "training__loss": "hinge",
-            "threat__k": 1,
-            "threat__eps": 1.0,
-            "data__standardize": True,
-        },
-        {
-            "data__dataset": "diabetes",
-            "data__standardize": True,
-            "model__arch": "10-1",
-            "training__loss": "mse",
-            "threat__k": 1,
-            "threat__eps": 0.3,
-            "training__batch_size": 3,
-            "training__lr": 0.2,
-            "training__epochs": 1,
-            "data__n_test": 4,
-        },
+        {**_IRIS, "threat__eps": 1.0},
+        _DIABETES,
         # label changes beside the feature budget: a slot takes its point's label variable
         {"training__loss": "hinge", "threat__k": 1, "threat__label_k": 1, "threat__eps": 0.3},
         {
@@ -506,30 +509,8 @@ def test_moment_form_with_feature_and_target_changes_equals_per_point_form():
             "training__batch_size": 3,
             "threat__eps": 0.3,
         },
-        {
-            "data__dataset": "iris",
-            "model__arch": "4-3",
-            "training__loss": "hinge",
-            "threat__k": 1,
-            "threat__label_k": 1,
-            "threat__label_mode": "any",
-            "threat__eps": 0.2,
-            "data__standardize": True,
-        },
-        {
-            "data__dataset": "diabetes",
-            "data__standardize": True,
-            "model__arch": "10-1",
-            "training__loss": "mse",
-            "threat__k": 1,
-            "threat__eps": 0.3,
-            "threat__label_k": 1,
-            "threat__label_eps": 0.5,
-            "training__batch_size": 3,
-            "training__lr": 0.2,
-            "training__epochs": 1,
-            "data__n_test": 4,
-        },
+        {**_IRIS, "threat__eps": 0.2, "threat__label_k": 1, "threat__label_mode": "any"},
+        {**_DIABETES, "threat__label_k": 1, "threat__label_eps": 0.5},
         {"training__loss": "mse", "threat__k": 1, "threat__label_k": 2, "threat__eps": 0.3},
     ],
 )

@@ -118,7 +118,7 @@ def test_solver_incumbent_at_a_hinge_kink_is_repaired_to_replay(tmp_path):
     attack replays to the solver's value and every saved attack lies in the threat model."""
     pytest.importorskip("pyscipopt")
     p = _kink_problem()
-    opts = dict(objective="misclassified", time_limit=60.0, workers=1)
+    opts = dict(objective="misclassified", time_limit=60.0, workers=1, split="none")  # 1 program
     plain = certify_problem(p, "exact", options={**opts, "repair": False})
     s0 = plain.section
     assert s0["status"] == "optimal"

@@ -78,6 +78,10 @@ def test_exact_with_trusted_points():
     cfg.model.arch, cfg.training.epochs = "2-1", 2
     r = certify_problem(build_problem(cfg), "exact", options=dict(objective="misclassified"))
     assert r.section["outcome"] == "closed"
-    for name in ("best", "solver"):
-        changed = set(r.section["attacks"][name]["features_changed"])
-        assert changed.isdisjoint(trusted_points(cfg, 16).tolist()), name
+    trusted = set(trusted_points(cfg, 16).tolist())
+    assert "best" in r.section["attacks"]
+    for name, attack in r.section["attacks"].items():  # best, heuristic, solver (if any)...
+        assert set(attack["features_changed"]).isdisjoint(trusted), name
+    # k = 1: one program per poisoned point, and never one for a trusted point
+    pieces = {row["point"] for row in r.section["split"]["per_point"]}
+    assert pieces == set(range(16)) - trusted

@@ -166,6 +166,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         str,
         "exact: auto (default) | points | slots (linear, k-of-n) | moments (full-batch linear MSE)",
     ),
+    (
+        "--split",
+        "method.split",
+        str,
+        "exact: auto (default: one program per poisoned point when k = 1) | points | none",
+    ),
     ("--executor", "method.executor", str, "mibp: process (default) | inprocess | ray"),
     ("--ray-address", "method.ray_address", str, "mibp: Ray cluster to use (default: local Ray)"),
     (

@@ -15,9 +15,9 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
                 paired
     [method]    name, sets (box | affine: interval, agt), solver, relax, time_limit, workers,
                 lp_first, test_mip, test_mip_time, resume, executor, ray_address (method 'mibp');
-                objective, test_points, tighten, tighten_time, heuristic, heuristic_time, form
-                (method 'exact'). Each method takes the keys its constructor accepts; time_limit
-                is seconds per solve (mibp) or per program (exact).
+                objective, test_points, tighten, tighten_time, heuristic, heuristic_time, form,
+                split (method 'exact'). Each method takes the keys its constructor accepts;
+                time_limit is seconds per solve (mibp) or per program (exact).
     [output]    dir
 """
 
@@ -124,6 +124,7 @@ class MethodConfig:
     heuristic: bool = True
     heuristic_time: float | None = None
     form: str = "auto"
+    split: str = "auto"
     allow_degraded: bool = False
     solver_log: str | None = None
     interior_attack: bool = True

@@ -14,6 +14,10 @@ Objectives (:class:`~mibpcert.attacks.TestObjective`):
   > 0); one program per point, fanned out over the executor (:mod:`mibpcert.methods.exact_margins`);
 * ``misclassified`` -- the number of test points one shared attack misclassifies (maximised).
 
+Under a 1-of-n feature threat the ``mse`` and ``misclassified`` answers go by pieces, one program
+per poisoned point, pruned by interval bounds and cut off at the best attack
+(:mod:`mibpcert.methods.exact_split`, ``split``).
+
 Speed-ups: variable bounds per step from the interval (and AGT) step, then an LP pass per step
 (HiGHS, McCormick) -- :func:`~mibpcert.methods.tightening.lp_tightener`; exact reformulations
 (binary x continuous products, the linear clean part of a linear MSE model's gradient, the slot and
@@ -56,11 +60,18 @@ from mibpcert.methods.base import (
     TestMIP,
     check_sets,
 )
-from mibpcert.methods.exact_attacks import best_of, outcome, solver_attack, start_attack
+from mibpcert.methods.exact_attacks import (
+    answer_metrics,
+    answer_section,
+    best_of,
+    solver_attack,
+    start_attack,
+)
 from mibpcert.methods.exact_margins import Answer, run_margins
+from mibpcert.methods.exact_split import SPLITS, run_split, split_applies
 from mibpcert.methods.tightening import lp_tightener
 from mibpcert.problem import Problem
-from mibpcert.solvers.results import ProgressCallback, relative_gap
+from mibpcert.solvers.results import ProgressCallback
 from mibpcert.solvers.tasks import SolveTask, solve_task
 from mibpcert.vocab import Provenance
 
@@ -120,6 +131,7 @@ class ExactMethod:
         allow_degraded: bool = False,
         interior_attack: bool = True,
         repair: bool = True,
+        split: str = "auto",
     ) -> None:
         #: continue (report marked degraded) when too many per-point margin solves fail
         self.allow_degraded = bool(allow_degraded)
@@ -138,6 +150,11 @@ class ExactMethod:
             )
         if time_limit is not None and not time_limit > 0:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}.")
+        if split not in SPLITS:
+            raise ConfigError(f"unknown exact split {split!r}; use one of {', '.join(SPLITS)}.")
+        #: ``points``: one program per poisoned point under a 1-of-n feature threat
+        #: (:mod:`mibpcert.methods.exact_split`); ``auto``: where that applies; ``none``: never
+        self.split = split
         if form not in FORMS:
             raise ConfigError(f"unknown exact form {form!r}; use one of {', '.join(FORMS)}.")
         if tighten_time is not None and not tighten_time > 0:
@@ -239,6 +256,16 @@ class ExactMethod:
         if self.test_points is not None and kind != "margin":
             raise ConfigError("test_points select the points of the 'margin' objective only.")
         forms.check_form(self.form, problem)
+        if self.split == "points" and not split_applies(problem):
+            raise ConfigError(
+                "split 'points' needs a 1-of-n feature threat (k = 1, no label changes, no "
+                "paired or discrete threat) over 2 to 200 points; use split 'auto' or 'none'."
+            )
+        if self.split == "points" and kind == "margin":
+            raise ConfigError(
+                "split 'points' answers the 'mse' and 'misclassified' objectives (the 'margin' "
+                "objective has a program per test point already); use --objective misclassified."
+            )
         backend = get_backend(self.solver)
         backend.check()
         if "bilinear" not in backend.capabilities:
@@ -258,13 +285,25 @@ class ExactMethod:
 
         return make_executor(self.workers, self.executor, self.ray_address)
 
-    def _program(self, problem: Problem, on_step: StepCallback | None):
+    def _program(
+        self,
+        problem: Problem,
+        on_step: StepCallback | None,
+        time_limit: float | None = None,
+        tighten_time: float | None = None,
+    ):
+        """The unrolled program; ``time_limit`` / ``tighten_time`` override the LP budgets
+        (per LP / over all steps) of the tightening."""
         from mibpcert.solvers import backend_for
 
         tighten = None
         if self.tighten:
             lp = backend_for("lp", (self.lp_solver, self.solver))
-            tighten = lp_tightener(lp, self.program_time, self.tighten_time)
+            tighten = lp_tightener(
+                lp,
+                self.program_time if time_limit is None else time_limit,
+                self.tighten_time if tighten_time is None else tighten_time,
+            )
         return encode_training(
             problem,
             box_step=self._box_step(problem),
@@ -323,6 +362,8 @@ class ExactMethod:
         if kind == "margin":
             with self._executor() as executor:
                 answer = run_margins(self, problem, prog, executor)
+        elif self.splits(problem):
+            answer = run_split(self, problem, prog, kind)
         else:
             answer = self._run_single(problem, prog, kind)
         section = answer.section
@@ -352,6 +393,10 @@ class ExactMethod:
         )
 
     # ------------------------------------------------------------------ helpers
+    def splits(self, problem: Problem) -> bool:
+        """Whether the single-objective answer goes by pieces, one per poisoned point."""
+        return self.split != "none" and split_applies(problem)
+
     def heuristic_budget(self) -> float:
         if self.heuristic_time is not None:
             return float(self.heuristic_time)
@@ -417,49 +462,35 @@ class ExactMethod:
         else:
             certified = float(min(dual, interval_bound))
             proof = Provenance.EXACT if dual <= interval_bound else Provenance.INTERVAL
-        best = best_of(objective, attacks.values())
-        attacks["best"] = best
+        attacks["best"] = best_of(objective, attacks.values())
         replayed = incumbent.value if incumbent is not None else None
-        agree = (
-            None
-            if replayed is None or solver_primal is None
-            else bool(abs(replayed - solver_primal) <= 1e-6 * (1.0 + abs(solver_primal)))
+        metrics, agree = answer_metrics(
+            objective,
+            len(data.X_test),
+            attacks,
+            status=res.status,
+            solver_primal=solver_primal,
+            solver_dual=dual,
+            replayed=replayed,
+            interval_bound=interval_bound,
+            certified=certified,
+            proof=proof,
         )
-        metrics = {
-            "objective": kind,
-            "status": res.status,
-            "outcome": outcome(objective, res.status, solver_primal, best.value, certified),
-            "primal": best.value,  # the best replayed attack: every reported value replays
-            "solver_primal": solver_primal,
-            "dual_bound": certified,
-            "solver_dual_bound": dual,
-            "interval_bound": interval_bound,
-            "gap": relative_gap(best.value, certified),
-            "replayed": replayed,
-            "heuristic": attacks["heuristic"].value if "heuristic" in attacks else None,
-            "gradient": attacks["gradient"].value if "gradient" in attacks else None,
-            "best_attack": best.value,
-            "clean_value": clean_value,
-            "certified_by": proof,
-        }
-        if kind == "misclassified":
-            n = len(data.X_test)
-            metrics["accuracy_lower_bound"] = 1.0 - certified / n
-            metrics["attacked_accuracy"] = 1.0 - best.value / n
-        section = {
-            **metrics,
-            "solve_seconds": solve_seconds,
-            "heuristic_seconds": h_seconds,
-            "repair_seconds": repair_seconds,
-            "repaired": bool(incumbent is not None and incumbent.extra.get("repaired")),
-            "nodes": res.nodes,
-            "message": res.message,
-            "start_used": res.start_used,
-            "replay_agrees": agree,
-            "solve_proved_nothing": dual is None,
-            "trace": [{"t": t, "primal": p, "dual": d} for t, p, d in res.trace],
-            "attacks": {k: a.summary(problem) for k, a in attacks.items()},
-        }
+        section = answer_section(
+            problem,
+            metrics,
+            agree,
+            attacks,
+            {"solve": solve_seconds, "heuristic": h_seconds, "repair": repair_seconds},
+            incumbent is not None and bool(incumbent.extra.get("repaired")),
+            [{"t": t, "primal": p, "dual": d} for t, p, d in res.trace],
+        )
+        section.update(
+            nodes=res.nodes,
+            message=res.message,
+            start_used=res.start_used,
+            solve_proved_nothing=dual is None,
+        )
         if agree is False:
             section["replay_note"] = (
                 "the solver's value and its incumbent's replayed value differ (a training point "
@@ -521,6 +552,14 @@ def summary_rows(section: dict) -> list[tuple[str, str]]:
             f"{_fmt(section['replayed'])} (solver value {_fmt(section.get('solver_primal'))})",
         ),
     ]
+    if "split" in section:
+        sp = section["split"]
+        rows.append(
+            (
+                "exact: pieces, one per poisoned point (pruned / solved / unsolved)",
+                f"{sp['pieces']} ({sp['pruned']} / {sp['solved']} / {sp['unsolved']})",
+            )
+        )
     if section.get("replay_note"):
         rows.append(("exact: note", section["replay_note"]))
     return rows

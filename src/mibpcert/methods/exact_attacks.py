@@ -107,8 +107,81 @@ def outcome(
         gap = relative_gap(best, certified)
         if gap is not None and gap <= closed_gap:
             return Outcome.CLOSED
-    if status == "optimal" and solver_primal is not None and not reaches(
-        objective, best, solver_primal
+    if (
+        status == "optimal"
+        and solver_primal is not None
+        and not reaches(objective, best, solver_primal)
     ):
         return Outcome.REPLAY_DIFFERS
     return Outcome.OPEN
+
+
+def answer_metrics(
+    objective: TestObjective,
+    n_test: int,
+    attacks: dict[str, Attack],
+    *,
+    status: str,
+    solver_primal: float | None,
+    solver_dual: float | None,
+    replayed: float | None,
+    interval_bound: float,
+    certified: float,
+    proof: str,
+) -> tuple[dict, bool | None]:
+    """The metrics of an ``mse`` / ``misclassified`` answer (``attacks`` holds ``best`` and
+    ``clean``), and whether the solver's incumbent replays to the solver's value (``None``
+    without one)."""
+    from mibpcert.solvers.results import relative_gap
+
+    best = attacks["best"]
+    agree = (
+        None
+        if replayed is None or solver_primal is None
+        else bool(abs(replayed - solver_primal) <= 1e-6 * (1.0 + abs(solver_primal)))
+    )
+    metrics = {
+        "objective": objective.kind,
+        "status": status,
+        "outcome": outcome(objective, status, solver_primal, best.value, certified),
+        "primal": best.value,  # the best replayed attack: every reported value replays
+        "solver_primal": solver_primal,
+        "dual_bound": certified,
+        "solver_dual_bound": solver_dual,
+        "interval_bound": interval_bound,
+        "gap": relative_gap(best.value, certified),
+        "replayed": replayed,
+        "heuristic": attacks["heuristic"].value if "heuristic" in attacks else None,
+        "gradient": attacks["gradient"].value if "gradient" in attacks else None,
+        "best_attack": best.value,
+        "clean_value": attacks["clean"].value,
+        "certified_by": proof,
+    }
+    if objective.kind == "misclassified":
+        metrics["accuracy_lower_bound"] = 1.0 - certified / n_test
+        metrics["attacked_accuracy"] = 1.0 - best.value / n_test
+    return metrics, agree
+
+
+def answer_section(
+    problem: Problem,
+    metrics: dict,
+    agree: bool | None,
+    attacks: dict[str, Attack],
+    seconds: dict[str, float],
+    repaired: bool,
+    trace: list[dict],
+) -> dict:
+    """The report section of an ``mse`` / ``misclassified`` answer: its metrics, the seconds
+    spent (``solve``, ``heuristic``, ``repair``), whether the solver's incumbent was repaired
+    and replays, the progress ``trace`` and every attack's summary."""
+    return {
+        **metrics,
+        "solve_seconds": seconds["solve"],
+        "heuristic_seconds": seconds["heuristic"],
+        "repair_seconds": seconds["repair"],
+        "repaired": bool(repaired),
+        "replay_agrees": agree,
+        "trace": trace,
+        "attacks": {k: a.summary(problem) for k, a in attacks.items()},
+    }

@@ -1,0 +1,276 @@
+"""``exact`` split by the poisoned point: one program per point for a 1-of-n feature threat.
+
+Under "at most one point's features move" (``k = 1``, no label changes) the attack set is the
+union over the points ``i`` of the scope of "only point ``i`` moves". So
+
+    max over attacks = max_i (max over attacks on point i),
+
+and a sound bound of each piece gives a sound bound of the whole. Each piece is a program
+without assignment binaries whose poisoned input ranges over one point's box only: its interval
+and LP-tightened step boxes, its McCormick relaxations and its branch and bound are all far
+tighter than the slot form's, where a slot's input ranges over every point's box until the
+assignment is fixed.
+
+Per piece, in order of its interval bound (largest first):
+
+* **pruned**: its interval bound (from its own LP-tightened final box) is no better for the
+  attacker than the best replayed attack so far: nothing to solve;
+* otherwise it is solved with a **cutoff row** ``objective >= c`` (``c`` = the best attack so
+  far; for a count, ``best + 1``). For the feasible set ``S`` and the cutoff set
+  ``S' = S ∩ {obj >= c}``, ``max_S obj <= max(c, max_S' obj)``, so the piece's bound is
+  ``max(c, padded dual of S')``, with ``c`` padded like a dual bound (an infeasible ``S'``
+  proves ``max_S obj <= c``); its incumbent is replayed and raises the best attack;
+* a piece left unsolved when the budget runs out keeps its interval bound (proven, reported).
+
+The certificate is the largest piece bound, combined with the interval bound of the whole
+problem; the time limit is the budget of all pieces together (build, tightening and solve).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol
+
+from mibpcert.attacks import Attack, TestObjective
+from mibpcert.attacks.gradient import worse_for_model as worse_than
+from mibpcert.encode.objectives import misclassified_objective, mse_objective
+from mibpcert.methods.exact_attacks import (
+    answer_metrics,
+    answer_section,
+    best_of,
+    solver_attack,
+    start_attack,
+)
+from mibpcert.methods.exact_margins import Answer
+from mibpcert.problem import Problem
+from mibpcert.solvers.tasks import SolveTask, solve_task
+from mibpcert.vocab import Provenance, Status
+
+if TYPE_CHECKING:
+    from mibpcert.encode.unroll import TrainingProgram
+
+
+class SplitSettings(Protocol):
+    """The settings and helpers of method ``exact`` the pieces use."""
+
+    solver: str
+    seed: int
+    heuristic: bool
+    interior_attack: bool
+    program_time: float | None
+
+    def heuristic_budget(self) -> float: ...
+
+    def repair_budget(self) -> float: ...
+
+    def _tolerance(self) -> float: ...
+
+    def _program(self, problem: Problem, on_step, time_limit=None, tighten_time=None): ...
+
+    def _interval_bound(self, problem: Problem, prog: TrainingProgram, kind: str) -> float: ...
+
+
+#: at most this many pieces (points in scope); beyond, one program is smaller to hand over
+MAX_PIECES = 200
+SPLITS = ("auto", "points", "none")
+#: piece statuses of pieces the budget left without a solve (their interval bound is kept)
+UNSOLVED = ("unsolved", "unbuilt")
+
+
+def split_applies(problem: Problem) -> bool:
+    """A 1-of-n feature threat without label changes (paired/discrete excluded) over at most
+    :data:`MAX_PIECES` points: the union-of-pieces identity above holds exactly."""
+    t = problem.threat
+    scope = len(t.scope(problem.data.n_train))
+    return (
+        t.perturbs_features
+        and t.k is not None
+        and int(t.k) == 1
+        and t.label_k == 0
+        and not t.paired
+        and not t.discrete
+        and 1 < scope <= MAX_PIECES
+    )
+
+
+def piece(problem: Problem, i: int) -> Problem:
+    """The problem in which only training point ``i``'s features may move (every other part of
+    the threat model unchanged)."""
+    return problem.with_threat(replace(problem.threat, points=(int(i),), k=None))
+
+
+def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, kind: str) -> Answer:
+    """The misclassified/MSE answer of ``method`` by pieces (see the module docstring);
+    ``prog`` is the whole problem's program (its final box gives the whole interval bound)."""
+    objective = TestObjective(kind)
+    data = problem.data
+    count = kind == "misclassified"
+    tol = method._tolerance()
+    clean_value = objective.value(problem, problem.train_nominal().final)
+    attacks = {"clean": Attack(data.X_train, data.y_train, clean_value, "clean")}
+    t0 = time.perf_counter()
+    attacks.update(start_attack(method, problem, objective))
+    h_seconds = time.perf_counter() - t0
+    best = best_of(objective, attacks.values())
+    whole_interval = method._interval_bound(problem, prog, kind)
+    budget = method.program_time
+    deadline = None if budget is None else time.perf_counter() + float(budget)
+
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.perf_counter()
+
+    scope = [int(i) for i in problem.threat.scope(data.n_train)]
+    share = None if budget is None else float(budget) / (2 * len(scope))
+    rows, built = [], []
+    for i in scope:  # build every piece (LP-tightened boxes) and its interval bound
+        r = left()
+        if r is not None and r <= 0:
+            rows.append({"point": i, "interval_bound": None, "bound": None, "status": "unbuilt"})
+            continue
+        sub = piece(problem, i)
+        tb = time.perf_counter()
+        sub_prog = method._program(sub, None, time_limit=share, tighten_time=share)
+        ib = method._interval_bound(sub, sub_prog, kind)
+        row = {"point": i, "interval_bound": ib, "bound": ib, "status": "pruned"}
+        row["seconds"] = time.perf_counter() - tb
+        rows.append(row)
+        built.append((row, sub, sub_prog))
+    built.sort(key=lambda e: -e[0]["interval_bound"])
+    solver_best: tuple[float, Attack | None] | None = None  # the solver's value, its replay
+    statuses: dict[str, int] = {}
+    spent = {"solve": 0.0, "repair": 0.0}
+
+    def solve(row: dict, sub: Problem, sub_prog: TrainingProgram, tl: float | None) -> None:
+        nonlocal best, solver_best
+        cut = best.value + 1.0 if count else best.value
+        b = sub_prog.builder.fork()
+        layers = sub_prog.layers(sub)
+        if kind == "mse":
+            obj = mse_objective(b, sub, layers)
+        else:
+            obj = misclassified_objective(b, sub, layers)
+        b.f.add_row(obj.idx, obj.coef, cut - obj.constant, math.inf)  # objective >= cut
+        ts = time.perf_counter()
+        (res,) = solve_task(SolveTask(b.f, [obj], method.solver, tl, return_x=True))
+        spent["solve"] += time.perf_counter() - ts
+        statuses[res.status] = statuses.get(res.status, 0) + 1
+        row["status"] = res.status
+        row["solves"] = row.get("solves", 0) + 1
+        row["solve_seconds"] = row.get("solve_seconds", 0.0) + time.perf_counter() - ts
+        dual = res.certified()
+        if dual is not None:  # max over the piece <= max(cutoff, dual of the cutoff set)
+            floor = cut - 1.0 if count else cut + tol + tol * abs(cut)  # count: an integer
+            d = math.floor(dual) if count and math.isfinite(dual) else dual
+            row["bound"] = min(row["bound"], max(floor, d))  # every round's proof holds
+        tr = time.perf_counter()
+        inc = solver_attack(
+            sub, sub_prog, res.x, objective, res.primal, method.repair_budget(), method.seed
+        )
+        spent["repair"] += time.perf_counter() - tr
+        if res.primal is not None and (
+            solver_best is None or worse_than(objective, res.primal, solver_best[0])
+        ):
+            solver_best = (res.primal, inc)
+        if inc is not None:
+            inc = Attack(inc.X, inc.y, inc.value, "solver", inc.extra)
+            best = best_of(objective, [best, inc])
+            if "solver" not in attacks or worse_than(objective, inc.value, attacks["solver"].value):
+                attacks["solver"] = inc
+
+    def still_open(row: dict) -> bool:
+        proved = row["status"] in (Status.OPTIMAL, Status.INFEASIBLE)
+        return not proved and worse_than(objective, row["bound"], best.value)
+
+    trace: list[dict] = []
+    t_start = time.perf_counter()
+
+    def record() -> None:  # progress of the whole answer: best attack, bound so far
+        bounds = [row["bound"] for row in rows]
+        bound = whole_interval if any(v is None for v in bounds) else max(bounds)
+        trace.append(
+            {
+                "t": time.perf_counter() - t_start,
+                "primal": best.value,
+                "dual": float(min(bound, whole_interval)),
+            }
+        )
+
+    record()
+    rounds = 0
+    while True:  # rounds over the open pieces, the time left shared among them
+        todo = [e for e in built if still_open(e[0])]
+        r = left()
+        if not todo or (r is not None and r <= 0.05) or (r is None and rounds):
+            break
+        rounds += 1
+        for n_done, (row, sub, sub_prog) in enumerate(todo):
+            if not still_open(row):
+                continue  # pruned by a better attack found meanwhile
+            r = left()
+            if r is not None and r <= 0.05:
+                break
+            solve(row, sub, sub_prog, None if r is None else max(0.1, r / (len(todo) - n_done)))
+            record()
+    for row, _, _ in built:
+        if row["status"] == "pruned" and still_open(row):
+            row["status"] = "unsolved"  # the budget ran out before it was solved
+            statuses[Status.NOT_SOLVED] = statuses.get(Status.NOT_SOLVED, 0) + 1
+    solve_seconds, repair_seconds = spent["solve"], spent["repair"]
+    piece_bounds = [row["bound"] for row in rows]
+    if any(v is None for v in piece_bounds):  # a piece was not even built: whole interval
+        split_bound = whole_interval
+    else:
+        split_bound = max(piece_bounds)
+    certified = float(min(split_bound, whole_interval))
+    used_solver = any(
+        row["bound"] is not None
+        and row["interval_bound"] is not None
+        and row["bound"] < row["interval_bound"]
+        for row in rows
+    )
+    proof = (
+        Provenance.EXACT if used_solver and split_bound <= whole_interval else (Provenance.INTERVAL)
+    )
+    attacks["best"] = best
+    proved_all = all(row["interval_bound"] is not None and not still_open(row) for row in rows)
+    status = Status.OPTIMAL if proved_all else Status.TIME_LIMIT
+    solver_primal = None if solver_best is None else solver_best[0]
+    replayed = None if solver_best is None or solver_best[1] is None else solver_best[1].value
+    metrics, agree = answer_metrics(
+        objective,
+        len(data.X_test),
+        attacks,
+        status=status,
+        solver_primal=solver_primal,
+        solver_dual=None,  # no single program
+        replayed=replayed,
+        interval_bound=whole_interval,
+        certified=certified,
+        proof=proof,
+    )
+    section = answer_section(
+        problem,
+        metrics,
+        agree,
+        attacks,
+        {"solve": solve_seconds, "heuristic": h_seconds, "repair": repair_seconds},
+        "solver" in attacks and bool(attacks["solver"].extra.get("repaired")),
+        trace,
+    )
+    section.update(
+        {
+            "solve_proved_nothing": not used_solver
+            and any(row["status"] != "pruned" for row in rows),
+            "split": {
+                "pieces": len(rows),
+                "pruned": sum(1 for row in rows if row["status"] == "pruned"),
+                "solved": sum(1 for row in rows if row["status"] not in UNSOLVED + ("pruned",)),
+                "unsolved": sum(1 for row in rows if row["status"] in UNSOLVED),
+                "rounds": rounds,
+                "per_point": rows,
+            },
+        }
+    )
+    return Answer(section, metrics, attacks=attacks, statuses=statuses)

@@ -1,0 +1,187 @@
+"""``exact`` by pieces, one program per poisoned point (methods.md §11.9)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from mibpcert import Config
+from mibpcert.attacks import TestObjective, threat_violations
+from mibpcert.cli import main
+from mibpcert.errors import ConfigError
+from mibpcert.methods.exact import ExactMethod
+from mibpcert.methods.exact_split import piece, split_applies
+from mibpcert.pipeline import build_problem, certify_problem
+
+pytest.importorskip("pyscipopt")
+
+
+def _problem(**kw):
+    cfg = Config()
+    cfg.data.dataset = "moons"
+    cfg.data.n_train = 5
+    cfg.data.n_test = 12
+    cfg.model.arch = "2-1"
+    cfg.training.loss = "hinge"
+    cfg.training.epochs = 2
+    cfg.training.lr = 0.5
+    cfg.threat.eps, cfg.threat.k = 0.5, 1
+    for key, value in kw.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return build_problem(cfg)
+
+
+def _exact(problem, **options):
+    options.setdefault("workers", 1)
+    options.setdefault("time_limit", 60)
+    options.setdefault("heuristic_time", 0.3)
+    return certify_problem(problem, "exact", options=options).exact
+
+
+def _brute_force(problem, objective: TestObjective, levels: int = 5) -> float:
+    """The worst value over a grid of every point's box (one point moved at a time)."""
+    X0, y0 = problem.data.X_train, problem.data.y_train
+    lo, hi = problem.threat.feature_box(X0)
+    worst = objective.value(problem, problem.train_nominal().final)
+    for i in problem.threat.scope(len(X0)):
+        grids = [np.linspace(lo[i, j], hi[i, j], levels) for j in range(X0.shape[1])]
+        for vals in itertools.product(*grids):
+            X = X0.copy()
+            X[i] = vals
+            worst = max(worst, objective.value(problem, problem.train_poisoned(X, y0).final))
+    return worst
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"training__loss": "mse", "training__lr": 0.3, "training__epochs": 3},
+        {
+            "model__arch": "2-3-1",
+            "threat__eps": 0.5,
+            "data__n_train": 6,
+            "data__n_test": 30,
+            "data__standardize": True,
+        },
+    ],
+)
+def test_split_equals_one_program_and_holds_the_brute_force_optimum(kw):
+    """The pieces close on the same optimum as the one program; it is at least every gridded
+    attack's value (sound), and the best attack replays inside the threat model."""
+    p = _problem(**kw)
+    assert split_applies(p)
+    one = _exact(p, objective="misclassified", split="none")
+    parts = _exact(p, objective="misclassified", split="points")
+    assert "split" in parts and "split" not in one
+    assert parts["split"]["pieces"] == p.data.n_train
+    assert one["outcome"] == parts["outcome"] == "closed"
+    assert parts["dual_bound"] == one["dual_bound"]
+    assert parts["best_attack"] == one["best_attack"]
+    grid = _brute_force(p, TestObjective("misclassified"))
+    assert parts["dual_bound"] >= grid
+    assert parts["best_attack"] > parts["clean_value"], "the instance must be non-trivial"
+
+
+def test_split_regression_bound_is_sound_and_the_attack_replays(tmp_path):
+    cfg = {
+        "data__dataset": "diabetes",
+        "data__standardize": True,
+        "data__n_train": 6,
+        "data__n_test": 4,
+        "model__arch": "10-1",
+        "training__loss": "mse",
+        "training__lr": 0.2,
+        "training__epochs": 2,
+        "threat__eps": 0.3,
+    }
+    p = _problem(**cfg)
+    r = certify_problem(
+        p,
+        "exact",
+        options=dict(objective="mse", workers=1, time_limit=60, split="points", out_dir=tmp_path),
+    )
+    ex = r.exact
+    mse = TestObjective("mse")
+    assert ex["outcome"] == "closed"
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # sampled attacks never beat the certified bound
+        X, y = p.threat.sample(p.data.X_train, p.data.y_train, rng, vertex_prob=0.7)
+        assert mse.value(p, p.train_poisoned(X, y).final) <= ex["dual_bound"] + 1e-9
+    best = np.load(tmp_path / "best.npz")  # the saved best attack: inside, and replays
+    assert not threat_violations(p, best["X"], best["y"])
+    assert mse.value(p, p.train_poisoned(best["X"], best["y"]).final) == pytest.approx(
+        ex["best_attack"], abs=1e-12
+    )
+    assert ex["trace"], "the split's progress (best attack, bound so far) is recorded"
+    # every piece's bound is sound for its own attacks: sampled attacks on that point only
+    for row in ex["split"]["per_point"]:
+        sub = piece(p, row["point"])
+        for _ in range(20):
+            X, y = sub.threat.sample(p.data.X_train, p.data.y_train, rng, vertex_prob=0.7)
+            assert mse.value(p, p.train_poisoned(X, y).final) <= row["bound"] + 1e-9
+
+
+def test_pieces_are_pruned_by_interval_bounds_and_cut_off_by_the_attack():
+    """With a cutoff at the best attack, a piece that cannot beat it is proved infeasible or
+    pruned: its bound is the best attack's value, never below it."""
+    p = _problem(data__n_train=8, training__epochs=3, threat__eps=0.3)
+    ex = _exact(p, objective="misclassified", split="points")
+    rows = ex["split"]["per_point"]
+    best = ex["best_attack"]
+    assert all(row["bound"] >= best for row in rows)  # no piece bound below a real attack
+    assert all(row["bound"] <= row["interval_bound"] for row in rows)
+    assert max(row["bound"] for row in rows) == ex["dual_bound"]
+    done = {row["status"] for row in rows}
+    assert done & {"pruned", "infeasible"}, f"expected pruned or cut-off pieces, got {done}"
+    assert ex["split"]["pruned"] + ex["split"]["solved"] + ex["split"]["unsolved"] == 8
+
+
+def test_a_budget_that_runs_out_keeps_sound_interval_bounds():
+    p = _problem(data__n_train=8, training__epochs=3, threat__eps=0.3)
+    ex = _exact(p, objective="misclassified", split="points", time_limit=0.01, heuristic_time=0.0)
+    assert ex["status"] == "time_limit" or ex["outcome"] == "closed"
+    full = _exact(p, objective="misclassified", split="none")
+    assert ex["dual_bound"] >= full["dual_bound"]  # never below the true optimum
+    assert ex["dual_bound"] <= ex["interval_bound"]
+
+
+def test_split_choices_and_errors():
+    p = _problem()
+    assert ExactMethod().splits(p)
+    assert not ExactMethod(split="none").splits(p)
+    two = _problem(threat__k=2)
+    assert not split_applies(two) and not ExactMethod().splits(two)
+    labels = _problem(threat__label_k=1)
+    assert not split_applies(labels)
+    with pytest.raises(ConfigError, match="unknown exact split"):
+        ExactMethod(split="subsets")
+    with pytest.raises(ConfigError, match="split 'points' needs a 1-of-n"):
+        ExactMethod(split="points").check(two)
+    with pytest.raises(ConfigError, match="split 'points' answers"):
+        ExactMethod(split="points", objective="margin").check(p)
+    sub = piece(p, 3)
+    assert sub.threat.scope(p.data.n_train).tolist() == [3] and sub.threat.k is None
+
+
+def test_cli_split_flag(tmp_path, capsys):
+    for split in ("none", "points"):
+        out = tmp_path / split
+        rc = main(
+            [
+                "certify", "--method", "exact", "--n-train", "5", "--n-test", "8",
+                "--model", "2-1", "--steps", "2", "--lr", "0.5", "--eps", "0.3", "--k", "1",
+                "--objective", "misclassified", "--split", split, "--workers", "1",
+                "--heuristic-time", "0.3", "--time-limit", "20", "--out", str(out),
+                "--no-progress",
+            ]
+        )  # fmt: skip
+        assert rc == 0
+        report = json.loads((out / "report.json").read_text())
+        assert ("split" in report["exact"]) == (split == "points")
+        assert report["config"]["method"]["split"] == split
+    capsys.readouterr()
