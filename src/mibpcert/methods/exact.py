@@ -405,8 +405,19 @@ class ExactMethod:
 
     def _interval_bound(self, problem: Problem, prog: TrainingProgram, kind: str) -> float:
         """The same question answered from the final parameter box by interval arithmetic."""
+        return self._box_bound(problem, Interval(prog.lower[-1], prog.upper[-1]), kind)
+
+    def _step_box(self, problem: Problem) -> Interval:
+        """The final parameter box of the interval/AGT steps alone (no program, no LP)."""
+        step = self._box_step(problem)
+        box = Interval(problem.theta0.copy(), problem.theta0.copy())
+        for t, idx in enumerate(problem.batches()):
+            box = step(box, t, idx)
+        return box
+
+    def _box_bound(self, problem: Problem, box: Interval, kind: str) -> float:
+        """The objective's bound over the final parameter box ``box`` by interval arithmetic."""
         data = problem.data
-        box = Interval(prog.lower[-1], prog.upper[-1])
         if kind == "mse":
             theta = problem.train_nominal().final
             cert = certify_regression(problem.arch, box, theta, data.X_test, data.y_test)

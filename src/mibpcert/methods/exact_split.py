@@ -13,7 +13,8 @@ assignment is fixed.
 
 Per piece, in order of its interval bound (largest first):
 
-* **pruned**: its interval bound (from its own LP-tightened final box) is no better for the
+* **pruned**: its interval bound (from its own interval/AGT final box; for a piece that stays
+  open, also from its LP-tightened one) is no better for the
   attacker than the best replayed attack so far: nothing to solve;
 * otherwise it is solved with a **cutoff row** ``objective >= c`` (``c`` = the best attack so
   far; for a count, ``best + 1``). For the feasible set ``S`` and the cutoff set
@@ -71,6 +72,10 @@ class SplitSettings(Protocol):
 
     def _interval_bound(self, problem: Problem, prog: TrainingProgram, kind: str) -> float: ...
 
+    def _step_box(self, problem: Problem): ...
+
+    def _box_bound(self, problem: Problem, box, kind: str) -> float: ...
+
 
 #: at most this many pieces (points in scope); beyond, one program is smaller to hand over
 MAX_PIECES = 200
@@ -124,19 +129,22 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
     scope = [int(i) for i in problem.threat.scope(data.n_train)]
     share = None if budget is None else float(budget) / (2 * len(scope))
     rows, built = [], []
-    for i in scope:  # build every piece (LP-tightened boxes) and its interval bound
+    for i in scope:  # every piece's interval bound; the open ones LP-tightened
         r = left()
         if r is not None and r <= 0:
             rows.append({"point": i, "interval_bound": None, "bound": None, "status": "unbuilt"})
             continue
         sub = piece(problem, i)
         tb = time.perf_counter()
-        sub_prog = method._program(sub, None, time_limit=share, tighten_time=share)
-        ib = method._interval_bound(sub, sub_prog, kind)
+        ib = method._box_bound(sub, method._step_box(sub), kind)  # interval/AGT steps: cheap
         row = {"point": i, "interval_bound": ib, "bound": ib, "status": "pruned"}
-        row["seconds"] = time.perf_counter() - tb
         rows.append(row)
-        built.append((row, sub, sub_prog))
+        if worse_than(objective, ib, best.value):  # open: LP-tighten it, to be solved
+            sub_prog = method._program(sub, None, time_limit=share, tighten_time=share)
+            ib = min(ib, method._interval_bound(sub, sub_prog, kind))
+            row["interval_bound"] = row["bound"] = ib
+            built.append((row, sub, sub_prog))
+        row["seconds"] = time.perf_counter() - tb
     built.sort(key=lambda e: -e[0]["interval_bound"])
     solver_best: tuple[float, Attack | None] | None = None  # the solver's value, its replay
     statuses: dict[str, int] = {}
