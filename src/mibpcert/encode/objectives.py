@@ -90,3 +90,11 @@ def misclassified_objective(
     if e.is_const:  # keep a variable so that the objective is well formed
         e = b.var(e.const, e.const, "miscl_const")
     return objective(e, "max", "misclassified test points")
+
+
+def single_objective(b: Builder, problem: Problem, layers: Layers, kind: str) -> LinearObjective:
+    """The one-program objective ``kind``: ``"mse"`` (:func:`mse_objective`) or
+    ``"misclassified"`` (:func:`misclassified_objective`)."""
+    if kind == "mse":
+        return mse_objective(b, problem, layers)
+    return misclassified_objective(b, problem, layers)

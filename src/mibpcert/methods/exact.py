@@ -44,12 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mibpcert.attacks import Attack, TestObjective
+from mibpcert.attacks import TestObjective
 from mibpcert.bounds.parameters import ParameterBounds
 from mibpcert.certify.testtime import certify_regression, class_margin_lower_bounds
 from mibpcert.domains.interval import Interval
 from mibpcert.encode import forms
-from mibpcert.encode.objectives import misclassified_objective, mse_objective
+from mibpcert.encode.objectives import single_objective
 from mibpcert.encode.unroll import TrainingProgram, encode_training
 from mibpcert.errors import ConfigError, UnsupportedError
 from mibpcert.methods.agt import reference_step
@@ -61,11 +61,10 @@ from mibpcert.methods.base import (
     check_sets,
 )
 from mibpcert.methods.exact_attacks import (
-    answer_metrics,
-    answer_section,
     best_of,
+    opening_attacks,
+    single_answer,
     solver_attack,
-    start_attack,
 )
 from mibpcert.methods.exact_margins import Answer, run_margins
 from mibpcert.methods.exact_split import SPLITS, run_split, split_applies
@@ -435,22 +434,13 @@ class ExactMethod:
     def _run_single(self, problem: Problem, prog: TrainingProgram, kind: str) -> Answer:
         objective = TestObjective(kind)
         data = problem.data
-        clean_value = objective.value(problem, problem.train_nominal().final)
-        attacks = {"clean": Attack(data.X_train, data.y_train, clean_value, "clean")}
-        t0 = time.perf_counter()
-        attacks.update(start_attack(self, problem, objective))
-        h_seconds = time.perf_counter() - t0
+        attacks, h_seconds = opening_attacks(self, problem, objective)
         start = None
         if len(attacks) > 1:
             s = best_of(objective, [a for k, a in attacks.items() if k != "clean"])
             start = prog.poison.assignment(data.X_train, data.y_train, s.X, s.y)
         b = prog.builder.fork()
-        layers = prog.layers(problem)
-        obj = (
-            mse_objective(b, problem, layers)
-            if kind == "mse"
-            else misclassified_objective(b, problem, layers)
-        )
+        obj = single_objective(b, problem, prog.layers(problem), kind)
         task = SolveTask(b.f, [obj], self.solver, self.program_time, return_x=True, start=start)
         t0 = time.perf_counter()
         (res,) = solve_task(task, self.progress)
@@ -475,9 +465,9 @@ class ExactMethod:
             proof = Provenance.EXACT if dual <= interval_bound else Provenance.INTERVAL
         attacks["best"] = best_of(objective, attacks.values())
         replayed = incumbent.value if incumbent is not None else None
-        metrics, agree = answer_metrics(
+        metrics, section = single_answer(
+            problem,
             objective,
-            len(data.X_test),
             attacks,
             status=res.status,
             solver_primal=solver_primal,
@@ -486,15 +476,9 @@ class ExactMethod:
             interval_bound=interval_bound,
             certified=certified,
             proof=proof,
-        )
-        section = answer_section(
-            problem,
-            metrics,
-            agree,
-            attacks,
-            {"solve": solve_seconds, "heuristic": h_seconds, "repair": repair_seconds},
-            incumbent is not None and bool(incumbent.extra.get("repaired")),
-            [{"t": t, "primal": p, "dual": d} for t, p, d in res.trace],
+            seconds={"solve": solve_seconds, "heuristic": h_seconds, "repair": repair_seconds},
+            repaired=incumbent is not None and bool(incumbent.extra.get("repaired")),
+            trace=[{"t": t, "primal": p, "dual": d} for t, p, d in res.trace],
         )
         section.update(
             nodes=res.nodes,
@@ -502,7 +486,7 @@ class ExactMethod:
             start_used=res.start_used,
             solve_proved_nothing=dual is None,
         )
-        if agree is False:
+        if section["replay_agrees"] is False:
             section["replay_note"] = (
                 "the solver's value and its incumbent's replayed value differ (a training point "
                 "at a ReLU/hinge kink, or solver tolerances); the primal reported is the best "

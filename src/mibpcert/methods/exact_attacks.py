@@ -13,6 +13,7 @@ solver value that does not replay.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from mibpcert.attacks import (
@@ -116,9 +117,22 @@ def outcome(
     return Outcome.OPEN
 
 
-def answer_metrics(
+def opening_attacks(
+    method: AttackSettings, problem: Problem, objective: TestObjective
+) -> tuple[dict[str, Attack], float]:
+    """The clean data as an attack, plus the start attacks (:func:`start_attack`), and the
+    seconds the start attacks took."""
+    data = problem.data
+    clean = objective.value(problem, problem.train_nominal().final)
+    attacks = {"clean": Attack(data.X_train, data.y_train, clean, "clean")}
+    t0 = time.perf_counter()
+    attacks.update(start_attack(method, problem, objective))
+    return attacks, time.perf_counter() - t0
+
+
+def single_answer(
+    problem: Problem,
     objective: TestObjective,
-    n_test: int,
     attacks: dict[str, Attack],
     *,
     status: str,
@@ -128,14 +142,17 @@ def answer_metrics(
     interval_bound: float,
     certified: float,
     proof: str,
-) -> tuple[dict, bool | None]:
-    """The metrics of an ``mse`` / ``misclassified`` answer (``attacks`` holds ``best`` and
-    ``clean``), and whether the solver's incumbent replays to the solver's value (``None``
-    without one)."""
+    seconds: dict[str, float],
+    repaired: bool,
+    trace: list[dict],
+) -> tuple[dict, dict]:
+    """The metrics and the report section of an ``mse`` / ``misclassified`` answer
+    (``attacks`` holds ``best`` and ``clean``; ``seconds``: ``solve``, ``heuristic``,
+    ``repair``; ``trace``: the progress points)."""
     from mibpcert.solvers.results import relative_gap
 
     best = attacks["best"]
-    agree = (
+    agree = (  # whether the solver's incumbent replays to the solver's value
         None
         if replayed is None or solver_primal is None
         else bool(abs(replayed - solver_primal) <= 1e-6 * (1.0 + abs(solver_primal)))
@@ -158,24 +175,10 @@ def answer_metrics(
         "certified_by": proof,
     }
     if objective.kind == "misclassified":
+        n_test = len(problem.data.X_test)
         metrics["accuracy_lower_bound"] = 1.0 - certified / n_test
         metrics["attacked_accuracy"] = 1.0 - best.value / n_test
-    return metrics, agree
-
-
-def answer_section(
-    problem: Problem,
-    metrics: dict,
-    agree: bool | None,
-    attacks: dict[str, Attack],
-    seconds: dict[str, float],
-    repaired: bool,
-    trace: list[dict],
-) -> dict:
-    """The report section of an ``mse`` / ``misclassified`` answer: its metrics, the seconds
-    spent (``solve``, ``heuristic``, ``repair``), whether the solver's incumbent was repaired
-    and replays, the progress ``trace`` and every attack's summary."""
-    return {
+    section = {
         **metrics,
         "solve_seconds": seconds["solve"],
         "heuristic_seconds": seconds["heuristic"],
@@ -185,3 +188,4 @@ def answer_section(
         "trace": trace,
         "attacks": {k: a.summary(problem) for k, a in attacks.items()},
     }
+    return metrics, section

@@ -36,13 +36,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from mibpcert.attacks import Attack, TestObjective
 from mibpcert.attacks.gradient import worse_for_model as worse_than
-from mibpcert.encode.objectives import misclassified_objective, mse_objective
+from mibpcert.encode.objectives import single_objective
 from mibpcert.methods.exact_attacks import (
-    answer_metrics,
-    answer_section,
     best_of,
+    opening_attacks,
+    single_answer,
     solver_attack,
-    start_attack,
 )
 from mibpcert.methods.exact_margins import Answer
 from mibpcert.problem import Problem
@@ -113,11 +112,7 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
     data = problem.data
     count = kind == "misclassified"
     tol = method._tolerance()
-    clean_value = objective.value(problem, problem.train_nominal().final)
-    attacks = {"clean": Attack(data.X_train, data.y_train, clean_value, "clean")}
-    t0 = time.perf_counter()
-    attacks.update(start_attack(method, problem, objective))
-    h_seconds = time.perf_counter() - t0
+    attacks, h_seconds = opening_attacks(method, problem, objective)
     best = best_of(objective, attacks.values())
     whole_interval = method._interval_bound(problem, prog, kind)
     budget = method.program_time
@@ -154,11 +149,7 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
         nonlocal best, solver_best
         cut = best.value + 1.0 if count else best.value
         b = sub_prog.builder.fork()
-        layers = sub_prog.layers(sub)
-        if kind == "mse":
-            obj = mse_objective(b, sub, layers)
-        else:
-            obj = misclassified_objective(b, sub, layers)
+        obj = single_objective(b, sub, sub_prog.layers(sub), kind)
         b.f.add_row(obj.idx, obj.coef, cut - obj.constant, math.inf)  # objective >= cut
         ts = time.perf_counter()
         (res,) = solve_task(SolveTask(b.f, [obj], method.solver, tl, return_x=True))
@@ -194,16 +185,13 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
     trace: list[dict] = []
     t_start = time.perf_counter()
 
-    def record() -> None:  # progress of the whole answer: best attack, bound so far
+    def pieces_bound() -> float:  # the largest piece bound (the whole one if any is unbuilt)
         bounds = [row["bound"] for row in rows]
-        bound = whole_interval if any(v is None for v in bounds) else max(bounds)
-        trace.append(
-            {
-                "t": time.perf_counter() - t_start,
-                "primal": best.value,
-                "dual": float(min(bound, whole_interval)),
-            }
-        )
+        return whole_interval if any(v is None for v in bounds) else max(bounds)
+
+    def record() -> None:  # progress of the whole answer: best attack, bound so far
+        dual = float(min(pieces_bound(), whole_interval))
+        trace.append({"t": time.perf_counter() - t_start, "primal": best.value, "dual": dual})
 
     record()
     rounds = 0
@@ -226,11 +214,7 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
             row["status"] = "unsolved"  # the budget ran out before it was solved
             statuses[Status.NOT_SOLVED] = statuses.get(Status.NOT_SOLVED, 0) + 1
     solve_seconds, repair_seconds = spent["solve"], spent["repair"]
-    piece_bounds = [row["bound"] for row in rows]
-    if any(v is None for v in piece_bounds):  # a piece was not even built: whole interval
-        split_bound = whole_interval
-    else:
-        split_bound = max(piece_bounds)
+    split_bound = pieces_bound()
     certified = float(min(split_bound, whole_interval))
     used_solver = any(
         row["bound"] is not None
@@ -246,9 +230,9 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
     status = Status.OPTIMAL if proved_all else Status.TIME_LIMIT
     solver_primal = None if solver_best is None else solver_best[0]
     replayed = None if solver_best is None or solver_best[1] is None else solver_best[1].value
-    metrics, agree = answer_metrics(
+    metrics, section = single_answer(
+        problem,
         objective,
-        len(data.X_test),
         attacks,
         status=status,
         solver_primal=solver_primal,
@@ -257,15 +241,9 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
         interval_bound=whole_interval,
         certified=certified,
         proof=proof,
-    )
-    section = answer_section(
-        problem,
-        metrics,
-        agree,
-        attacks,
-        {"solve": solve_seconds, "heuristic": h_seconds, "repair": repair_seconds},
-        "solver" in attacks and bool(attacks["solver"].extra.get("repaired")),
-        trace,
+        seconds={"solve": solve_seconds, "heuristic": h_seconds, "repair": repair_seconds},
+        repaired="solver" in attacks and bool(attacks["solver"].extra.get("repaired")),
+        trace=trace,
     )
     section.update(
         {

@@ -14,7 +14,7 @@ import numpy as np
 from mibpcert.domains.builder import Builder, Expr
 from mibpcert.encode.forms.base import Form, FormState
 from mibpcert.encode.forms.slots import SlotsForm, build_slots
-from mibpcert.encode.poison import clean_points, poison_vars
+from mibpcert.encode.poison import clean_points
 from mibpcert.ops.targets import class_sign
 from mibpcert.problem import Problem
 
@@ -49,9 +49,7 @@ def build_moments(b: Builder, problem: Problem):
     cv = [[b.const(float(C0[a, r])) for r in range(q)] for a in range(d + 1)]
     pv = None
     if t.label_k > 0 or not t.perturbs_features:  # c is affine in the label variables
-        pv = clean_points(b, problem, labels=True) if t.perturbs_features else poison_vars(
-            b, problem, np.arange(n)
-        )
+        pv = clean_points(b, problem, labels=True)  # constant inputs, the label variables
         for i in range(n):
             if data.task == "regression":
                 ys = pv.targets[i]
