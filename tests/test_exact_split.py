@@ -150,6 +150,26 @@ def test_a_budget_that_runs_out_keeps_sound_interval_bounds():
     assert ex["dual_bound"] <= ex["interval_bound"]
 
 
+def test_split_collapses_onto_ordinary_training_at_a_vanishing_radius():
+    """eps -> 0 (1e-9; at eps = 0 nothing moves and the split does not apply): every piece
+    is pruned or cut off at the clean value, and the bound is the clean count."""
+    p = _problem(threat__eps=1e-9, data__n_train=6)
+    assert split_applies(p)
+    ex = _exact(p, objective="misclassified", split="points")
+    assert ex["outcome"] == "closed" and ex["status"] == "optimal"
+    assert ex["dual_bound"] == ex["best_attack"] == ex["clean_value"]
+    assert all(row["bound"] == ex["clean_value"] for row in ex["split"]["per_point"])
+    assert not split_applies(_problem(threat__eps=0.0))
+
+
+def test_split_with_affine_step_bounds_is_sound():
+    p = _problem(data__n_train=6, threat__eps=0.3)
+    ex = _exact(p, objective="misclassified", split="points", sets="affine")
+    one = _exact(p, objective="misclassified", split="none")
+    assert ex["dual_bound"] >= one["best_attack"] and one["dual_bound"] >= ex["best_attack"]
+    assert ex["dual_bound"] >= _brute_force(p, TestObjective("misclassified"))
+
+
 def test_split_choices_and_errors():
     p = _problem()
     assert ExactMethod().splits(p)

@@ -290,9 +290,11 @@ class ExactMethod:
         on_step: StepCallback | None,
         time_limit: float | None = None,
         tighten_time: float | None = None,
+        box_step=None,
     ):
         """The unrolled program; ``time_limit`` / ``tighten_time`` override the LP budgets
-        (per LP / over all steps) of the tightening."""
+        (per LP / over all steps) of the tightening; ``box_step``: the problem's
+        :meth:`_box_step` when the caller has it already."""
         from mibpcert.solvers import backend_for
 
         tighten = None
@@ -305,7 +307,7 @@ class ExactMethod:
             )
         return encode_training(
             problem,
-            box_step=self._box_step(problem),
+            box_step=self._box_step(problem) if box_step is None else box_step,
             tighten=tighten,
             on_step=on_step,
             form=self.form,
@@ -406,9 +408,10 @@ class ExactMethod:
         """The same question answered from the final parameter box by interval arithmetic."""
         return self._box_bound(problem, Interval(prog.lower[-1], prog.upper[-1]), kind)
 
-    def _step_box(self, problem: Problem) -> Interval:
-        """The final parameter box of the interval/AGT steps alone (no program, no LP)."""
-        step = self._box_step(problem)
+    def _step_box(self, problem: Problem, step=None) -> Interval:
+        """The final parameter box of the interval/AGT steps alone (no program, no LP);
+        ``step``: the problem's :meth:`_box_step` when the caller has it already."""
+        step = self._box_step(problem) if step is None else step
         box = Interval(problem.theta0.copy(), problem.theta0.copy())
         for t, idx in enumerate(problem.batches()):
             box = step(box, t, idx)

@@ -67,11 +67,15 @@ class SplitSettings(Protocol):
 
     def _tolerance(self) -> float: ...
 
-    def _program(self, problem: Problem, on_step, time_limit=None, tighten_time=None): ...
+    def _program(
+        self, problem: Problem, on_step, time_limit=None, tighten_time=None, box_step=None
+    ): ...
 
     def _interval_bound(self, problem: Problem, prog: TrainingProgram, kind: str) -> float: ...
 
-    def _step_box(self, problem: Problem): ...
+    def _box_step(self, problem: Problem): ...
+
+    def _step_box(self, problem: Problem, step=None): ...
 
     def _box_bound(self, problem: Problem, box, kind: str) -> float: ...
 
@@ -131,11 +135,14 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
             continue
         sub = piece(problem, i)
         tb = time.perf_counter()
-        ib = method._box_bound(sub, method._step_box(sub), kind)  # interval/AGT steps: cheap
+        step = method._box_step(sub)  # once per piece (with affine sets it is not free)
+        ib = method._box_bound(sub, method._step_box(sub, step), kind)  # no program, no LP
         row = {"point": i, "interval_bound": ib, "bound": ib, "status": "pruned"}
         rows.append(row)
         if worse_than(objective, ib, best.value):  # open: LP-tighten it, to be solved
-            sub_prog = method._program(sub, None, time_limit=share, tighten_time=share)
+            sub_prog = method._program(
+                sub, None, time_limit=share, tighten_time=share, box_step=step
+            )
             ib = min(ib, method._interval_bound(sub, sub_prog, kind))
             row["interval_bound"] = row["bound"] = ib
             built.append((row, sub, sub_prog))
