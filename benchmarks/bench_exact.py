@@ -19,8 +19,10 @@ gradient attack as starts, incumbent repair; the encoding ``auto`` picks by prog
 program per poisoned point for k = 1),
 ``no-repair``, ``no-interior`` (no gradient attack), ``no-tighten``, ``no-heuristic`` (no
 starts at all), ``points`` (``full`` with the per-point form), ``affine`` (``full`` with the
-step bounds also intersected with the affine parameter sets' boxes) and ``no-split`` (one
-program for k = 1 instead of one per poisoned point). Columns: the heuristic's
+step bounds also intersected with the affine parameter sets' boxes), ``no-split`` (one
+program for k = 1 instead of one per poisoned point), ``root-cuts`` and ``no-split-root-cuts``
+(``full`` / ``no-split`` with the solver's root cutting planes kept for the count objective,
+where ``full`` turns them off). Columns: the heuristic's
 attack value (replayed), the gradient attack's, the solver's primal and its incumbent replayed,
 the best replayed attack, the certified bound (padded dual, combined with the interval bound),
 the gap, status / outcome and seconds (program build incl. tightening + heuristic + solve).
@@ -64,6 +66,8 @@ VARIANTS = {
     "no-interior": dict(tighten=True, heuristic=True, interior_attack=False),
     "affine": dict(tighten=True, heuristic=True, sets="affine"),
     "no-split": dict(tighten=True, heuristic=True, split="none"),
+    "root-cuts": dict(tighten=True, heuristic=True, root_cuts="on"),
+    "no-split-root-cuts": dict(tighten=True, heuristic=True, split="none", root_cuts="on"),
 }
 
 

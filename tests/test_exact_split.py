@@ -196,6 +196,7 @@ def test_cli_split_flag(tmp_path, capsys):
                 "certify", "--method", "exact", "--n-train", "5", "--n-test", "8",
                 "--model", "2-1", "--steps", "2", "--lr", "0.5", "--eps", "0.3", "--k", "1",
                 "--objective", "misclassified", "--split", split, "--workers", "1",
+                "--root-cuts", "on" if split == "none" else "auto",
                 "--heuristic-time", "0.3", "--time-limit", "20", "--out", str(out),
                 "--no-progress",
             ]
@@ -204,4 +205,90 @@ def test_cli_split_flag(tmp_path, capsys):
         report = json.loads((out / "report.json").read_text())
         assert ("split" in report["exact"]) == (split == "points")
         assert report["config"]["method"]["split"] == split
+        assert report["config"]["method"]["root_cuts"] == ("on" if split == "none" else "auto")
     capsys.readouterr()
+
+
+class _ScriptedSession:
+    """Stands in for a solver session: a piece's first solve stops on its time limit after
+    ``nodes`` nodes with a loose bound, every later call proves the cutoff set empty."""
+
+    def __init__(self, log: list, nodes: int, seen: set, key: tuple) -> None:
+        self.log, self.nodes, self.seen, self.key = log, nodes, seen, key
+
+    def _result(self, obj, resumed):
+        from mibpcert.solvers.base import SolveResult
+        from mibpcert.vocab import Status
+
+        first = self.key not in self.seen  # the piece's very first solve
+        self.seen.add(self.key)
+        return SolveResult(
+            status=Status.TIME_LIMIT if first else Status.INFEASIBLE,
+            primal=None,
+            dual_bound=1e6 if first else -np.inf,
+            gap=None,
+            seconds=0.0,
+            nodes=self.nodes,
+            message="scripted",
+            objective_name="",
+            sense="max",
+            resumed=resumed,
+        )
+
+    def solve(self, obj, time_limit=None, return_x=False):
+        self.obj = obj
+        self.log.append("solve")
+        return self._result(obj, None)
+
+    def resume(self, time_limit=None, return_x=False):
+        self.log.append("resume")
+        return self._result(self.obj, True)
+
+    def close(self):
+        self.log.append("close")
+
+
+@pytest.mark.parametrize("nodes", [1, 40])
+def test_a_stopped_piece_search_goes_on_in_the_next_round(monkeypatch, nodes):
+    """A piece whose solve stopped on its time limit is taken up again next round: resumed
+    when its search got past the root node (same cutoff), solved afresh otherwise; the piece
+    bound is then the cutoff's, and every session is closed."""
+    import mibpcert.methods.exact_split as split_mod
+
+    log: list = []
+    seen: set = set()
+
+    def scripted(task):  # a piece is known by its variable bounds (its point's box)
+        key = (tuple(task.formulation.lb), tuple(task.formulation.ub))
+        return _ScriptedSession(log, nodes, seen, key)
+
+    monkeypatch.setattr(split_mod, "open_session", scripted)
+    p = _problem(data__n_train=6)
+    ex = _exact(p, objective="misclassified", split="points", heuristic=False)
+    solved = [row for row in ex["split"]["per_point"] if row.get("solves")]
+    assert solved, "the instance must leave pieces to solve"
+    for row in solved:
+        assert row["solves"] == 2 and row["status"] == "infeasible"
+        assert row["resumed"] == (1 if nodes > 1 else 0)
+        assert row["bound"] == ex["best_attack"]  # proved: nothing above the cutoff
+    assert log.count("resume") == (len(solved) if nodes > 1 else 0)
+    assert log.count("close") == log.count("solve")  # no session left open
+
+
+def test_root_cuts_choice_keeps_the_optimum():
+    """Root cutting planes change the search only: on, off and auto close on one optimum."""
+    p = _problem(data__n_train=6, threat__eps=0.4)
+    answers = [
+        _exact(p, objective="misclassified", split=split, root_cuts=cuts)
+        for split in ("points", "none")
+        for cuts in ("on", "off")
+    ]
+    assert {a["outcome"] for a in answers} == {"closed"}
+    assert len({a["dual_bound"] for a in answers}) == 1
+    assert answers[0]["dual_bound"] >= _brute_force(p, TestObjective("misclassified"))
+    m = ExactMethod()
+    assert m.tunings("misclassified") == ("no_root_cuts",) and m.tunings("mse") == ()
+    assert ExactMethod(root_cuts="on").tunings("misclassified") == ()
+    assert ExactMethod(root_cuts="off").tunings("mse") == ("no_root_cuts",)
+    with pytest.raises(ConfigError, match="unknown exact root_cuts"):
+        ExactMethod(root_cuts="sometimes")

@@ -449,6 +449,67 @@ def test_time_limit_returns_a_valid_dual_bound(name):
             assert r.gap is None or r.gap >= 0
 
 
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_resume_goes_on_with_a_stopped_search(name):
+    """``resume`` after a time limit: SCIP goes on with its tree (``resumed``, nodes add up,
+    the bound only improves); other backends solve again. Every bound stays valid."""
+    backend = backend_or_skip(name)
+    a, cap, opt = subset_sum_instance()
+    n = len(a)
+    f = Formulation()
+    for i in range(n):
+        f.add_var(0, 1, "B", f"x{i}")
+    f.add_row(np.arange(n), a.astype(float), hi=cap)
+    o = obj(np.arange(n), a.astype(float), "max")
+    slack = 1e-9 * opt
+    with backend.session(f, time_limit=0.2) as s:
+        with pytest.raises(RuntimeError, match="nothing to resume"):
+            s.resume(0.2)
+        first = s.solve(o, return_x=True)
+        again = s.resume(0.3, return_x=True)
+        for r in (first, again):
+            assert r.dual_bound is not None and r.dual_bound >= opt - slack, r
+            assert r.primal is None or r.primal <= opt + slack, r
+        if name == "scip":
+            assert first.status == Status.TIME_LIMIT and first.resumed is None
+            assert again.resumed is True and "resumed" in again.message
+            assert again.nodes >= first.nodes  # the same tree, counted on
+            assert again.dual_bound <= first.dual_bound + slack  # the bound never loosens
+            if again.primal is not None:  # its incumbent's values are returned
+                assert again.x is not None and np.dot(a, again.x) <= cap + 1e-6 * cap
+        else:
+            assert again.resumed is False
+        if again.status == Status.TIME_LIMIT:
+            after = s.resume(0.2)
+            assert after.dual_bound is not None and after.dual_bound >= opt - slack
+    with pytest.raises(RuntimeError, match="closed"):
+        s.resume(0.1)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_resume_after_a_finished_solve_solves_again(name):
+    backend = backend_or_skip(name)
+    f = small_milp()
+    for o, expected in milp_cases()[:2]:
+        with backend.session(f) as s:
+            check_optimal(s.solve(o), expected)
+            r = s.resume()
+            assert r.resumed is False
+            check_optimal(r, expected)
+
+
+def test_tunings_map_to_native_options():
+    scip, highs = get_backend("scip"), get_backend("highs")
+    assert scip.tuning("no_root_cuts") == {"separating/maxroundsroot": 0}
+    assert scip.tuning() == {} and scip.tuning("no_such_tuning") == {}
+    assert highs.tuning("no_root_cuts") == {}  # not measured there: solver defaults
+    pytest.importorskip("pyscipopt")
+    f = small_milp()  # the tuned SCIP session still finds the brute-force optima
+    for o, expected in milp_cases():
+        with scip.session(f, options=scip.tuning("no_root_cuts")) as s:
+            check_optimal(s.solve(o), expected)
+
+
 # (g) infeasible and unbounded models
 
 

@@ -172,6 +172,12 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         str,
         "exact: auto (default: one program per poisoned point when k = 1) | points | none",
     ),
+    (
+        "--root-cuts",
+        "method.root_cuts",
+        str,
+        "exact: auto (default: off for the misclassified count) | on | off: root cutting planes",
+    ),
     ("--executor", "method.executor", str, "mibp: process (default) | inprocess | ray"),
     ("--ray-address", "method.ray_address", str, "mibp: Ray cluster to use (default: local Ray)"),
     (

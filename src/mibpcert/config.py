@@ -16,8 +16,8 @@ Sections and keys (all optional; defaults give the built-in Two-Moons run)::
     [method]    name, sets (box | affine: interval, agt), solver, relax, time_limit, workers,
                 lp_first, test_mip, test_mip_time, resume, executor, ray_address (method 'mibp');
                 objective, test_points, tighten, tighten_time, heuristic, heuristic_time, form,
-                split (method 'exact'). Each method takes the keys its constructor accepts;
-                time_limit is seconds per solve (mibp) or per program (exact).
+                split, root_cuts (method 'exact'). Each method takes the keys its constructor
+                accepts; time_limit is seconds per solve (mibp) or per program (exact).
     [output]    dir
 """
 
@@ -125,6 +125,7 @@ class MethodConfig:
     heuristic_time: float | None = None
     form: str = "auto"
     split: str = "auto"
+    root_cuts: str = "auto"
     allow_degraded: bool = False
     solver_log: str | None = None
     interior_attack: bool = True

@@ -78,6 +78,9 @@ OBJECTIVES = ("mse", "margin", "misclassified")
 #: encodings of the training steps: ``auto`` picks the smallest that applies
 FORMS = forms.FORM_NAMES
 
+#: root cutting planes of the program solves: ``auto``, ``on`` (the solver's default), ``off``
+ROOT_CUTS = ("auto", "on", "off")
+
 #: metrics of the method that go into the report's metrics (the section holds them all)
 REPORT_METRICS = (
     "objective",
@@ -131,6 +134,7 @@ class ExactMethod:
         interior_attack: bool = True,
         repair: bool = True,
         split: str = "auto",
+        root_cuts: str = "auto",
     ) -> None:
         #: continue (report marked degraded) when too many per-point margin solves fail
         self.allow_degraded = bool(allow_degraded)
@@ -154,6 +158,14 @@ class ExactMethod:
         #: ``points``: one program per poisoned point under a 1-of-n feature threat
         #: (:mod:`mibpcert.methods.exact_split`); ``auto``: where that applies; ``none``: never
         self.split = split
+        if root_cuts not in ROOT_CUTS:
+            raise ConfigError(
+                f"unknown exact root_cuts {root_cuts!r}; use one of {', '.join(ROOT_CUTS)}."
+            )
+        #: cutting-plane rounds at the root node: ``auto`` turns them off for the count
+        #: objective (``misclassified``), where SCIP's root cut loop tails off at a bound that
+        #: branching then closes quickly, and keeps the solver's default elsewhere
+        self.root_cuts = root_cuts
         if form not in FORMS:
             raise ConfigError(f"unknown exact form {form!r}; use one of {', '.join(FORMS)}.")
         if tighten_time is not None and not tighten_time > 0:
@@ -430,6 +442,12 @@ class ExactMethod:
         true_lb = lb[np.arange(len(data.y_test)), np.asarray(data.y_test, dtype=np.int64)]
         return float(np.sum(true_lb <= 0.0))
 
+    def tunings(self, kind: str) -> tuple[str, ...]:
+        """Backend-neutral solver tunings of the program solves of objective ``kind``
+        (:meth:`~mibpcert.solvers.base.Backend.tuning`)."""
+        off = self.root_cuts == "off" or (self.root_cuts == "auto" and kind == "misclassified")
+        return ("no_root_cuts",) if off else ()
+
     def repair_budget(self) -> float:
         """Seconds to repair one solver incumbent that replays worse than the solver's value."""
         return min(2.0, self.heuristic_budget()) if self.repair else 0.0
@@ -444,7 +462,15 @@ class ExactMethod:
             start = prog.poison.assignment(data.X_train, data.y_train, s.X, s.y)
         b = prog.builder.fork()
         obj = single_objective(b, problem, prog.layers(problem), kind)
-        task = SolveTask(b.f, [obj], self.solver, self.program_time, return_x=True, start=start)
+        task = SolveTask(
+            b.f,
+            [obj],
+            self.solver,
+            self.program_time,
+            return_x=True,
+            start=start,
+            tunings=self.tunings(kind),
+        )
         t0 = time.perf_counter()
         (res,) = solve_task(task, self.progress)
         solve_seconds = time.perf_counter() - t0

@@ -21,6 +21,9 @@ Per piece, in order of its interval bound (largest first):
   ``S' = S ∩ {obj >= c}``, ``max_S obj <= max(c, max_S' obj)``, so the piece's bound is
   ``max(c, padded dual of S')``, with ``c`` padded like a dual bound (an infeasible ``S'``
   proves ``max_S obj <= c``); its incumbent is replayed and raises the best attack;
+* pieces still open after a round get the time left in the next one; a search its time limit
+  stopped after the root node goes on (:meth:`~mibpcert.solvers.base.Session.resume`) while
+  its cutoff is unchanged, otherwise the piece is solved afresh;
 * a piece left unsolved when the budget runs out keeps its interval bound (proven, reported).
 
 The certificate is the largest piece bound, combined with the interval bound of the whole
@@ -45,7 +48,7 @@ from mibpcert.methods.exact_attacks import (
 )
 from mibpcert.methods.exact_margins import Answer
 from mibpcert.problem import Problem
-from mibpcert.solvers.tasks import SolveTask, solve_task
+from mibpcert.solvers.tasks import SolveTask, open_session
 from mibpcert.vocab import Provenance, Status
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ class SplitSettings(Protocol):
     heuristic: bool
     interior_attack: bool
     program_time: float | None
+
+    def tunings(self, kind: str) -> tuple[str, ...]: ...
 
     def heuristic_budget(self) -> float: ...
 
@@ -83,6 +88,8 @@ class SplitSettings(Protocol):
 #: at most this many pieces (points in scope); beyond, one program is smaller to hand over
 MAX_PIECES = 200
 SPLITS = ("auto", "points", "none")
+#: at most this many stopped piece searches are held open to go on with in the next round
+MAX_HELD = 24
 #: piece statuses of pieces the budget left without a solve (their interval bound is kept)
 UNSOLVED = ("unsolved", "unbuilt")
 
@@ -152,19 +159,43 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
     statuses: dict[str, int] = {}
     spent = {"solve": 0.0, "repair": 0.0}
 
+    tunings = method.tunings(kind)
+    sessions: dict[int, dict] = {}  # piece -> its open solver session, objective and cutoff
+
     def solve(row: dict, sub: Problem, sub_prog: TrainingProgram, tl: float | None) -> None:
+        """Solve piece ``row`` (or go on with its search where its last solve stopped on the
+        time limit and the cutoff has not moved since)."""
         nonlocal best, solver_best
         cut = best.value + 1.0 if count else best.value
-        b = sub_prog.builder.fork()
-        obj = single_objective(b, sub, sub_prog.layers(sub), kind)
-        b.f.add_row(obj.idx, obj.coef, cut - obj.constant, math.inf)  # objective >= cut
+        held = sessions.get(row["point"])
         ts = time.perf_counter()
-        (res,) = solve_task(SolveTask(b.f, [obj], method.solver, tl, return_x=True))
+        if (
+            held is not None
+            and held["cut"] == cut
+            and row["status"] == Status.TIME_LIMIT
+            and held["nodes"] > 1  # a search stopped in its root node does better afresh
+        ):
+            res = held["session"].resume(tl, return_x=True)
+        else:
+            if held is not None:
+                held["session"].close()
+            b = sub_prog.builder.fork()
+            obj = single_objective(b, sub, sub_prog.layers(sub), kind)
+            b.f.add_row(obj.idx, obj.coef, cut - obj.constant, math.inf)  # objective >= cut
+            if len(sessions) >= MAX_HELD:  # free the longest-held search (memory)
+                sessions.pop(next(iter(sessions)))["session"].close()
+            session = open_session(SolveTask(b.f, [obj], method.solver, tl, tunings=tunings))
+            held = sessions[row["point"]] = {"session": session, "cut": cut, "nodes": 0}
+            res = session.solve(obj, tl, return_x=True)
+        held["nodes"] = res.nodes
         spent["solve"] += time.perf_counter() - ts
         statuses[res.status] = statuses.get(res.status, 0) + 1
         row["status"] = res.status
         row["solves"] = row.get("solves", 0) + 1
+        row["resumed"] = row.get("resumed", 0) + int(bool(res.resumed))
         row["solve_seconds"] = row.get("solve_seconds", 0.0) + time.perf_counter() - ts
+        if res.status != Status.TIME_LIMIT:  # nothing to go on with
+            sessions.pop(row["point"])["session"].close()
         dual = res.certified()
         if dual is not None:  # max over the piece <= max(cutoff, dual of the cutoff set)
             floor = cut - 1.0 if count else cut + tol + tol * abs(cut)  # count: an integer
@@ -202,20 +233,24 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
 
     record()
     rounds = 0
-    while True:  # rounds over the open pieces, the time left shared among them
-        todo = [e for e in built if still_open(e[0])]
-        r = left()
-        if not todo or (r is not None and r <= 0.05) or (r is None and rounds):
-            break
-        rounds += 1
-        for n_done, (row, sub, sub_prog) in enumerate(todo):
-            if not still_open(row):
-                continue  # pruned by a better attack found meanwhile
+    try:
+        while True:  # rounds over the open pieces, the time left shared among them
+            todo = [e for e in built if still_open(e[0])]
             r = left()
-            if r is not None and r <= 0.05:
+            if not todo or (r is not None and r <= 0.05) or (r is None and rounds):
                 break
-            solve(row, sub, sub_prog, None if r is None else max(0.1, r / (len(todo) - n_done)))
-            record()
+            rounds += 1
+            for n_done, (row, sub, sub_prog) in enumerate(todo):
+                if not still_open(row):
+                    continue  # pruned by a better attack found meanwhile
+                r = left()
+                if r is not None and r <= 0.05:
+                    break
+                solve(row, sub, sub_prog, None if r is None else max(0.1, r / (len(todo) - n_done)))
+                record()
+    finally:
+        for held in sessions.values():
+            held["session"].close()
     for row, _, _ in built:
         if row["status"] == "pruned" and still_open(row):
             row["status"] = "unsolved"  # the budget ran out before it was solved

@@ -83,6 +83,8 @@ class Session(ABC):
         self.is_mip = bool(self.arrays.binary.any() or self.arrays.products)
         self.n_solves = 0
         self.closed = False
+        #: the objective of the last solve (what :meth:`resume` continues)
+        self._last_objective: LinearObjective | None = None
         t0 = time.perf_counter()
         self._build()
         #: seconds spent translating the formulation into the solver's model
@@ -145,10 +147,66 @@ class Session(ABC):
             bad = [j for j in start_map if not 0 <= j < self.arrays.n_vars]
             if bad:
                 raise ValueError(f"start solution: variable index {bad[0]} out of range")
+        self._last_objective = objective
+        return self._timed(
+            objective,
+            lambda trace: self._solve(objective, limit, return_x, start_map, trace),
+            progress,
+        )
+
+    def resume(
+        self,
+        time_limit: float | None = None,
+        *,
+        return_x: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> SolveResult:
+        """Continue the last :meth:`solve` for up to ``time_limit`` more seconds.
+
+        A search stopped by its time limit goes on from where it stopped (its tree, cuts and
+        incumbent kept) where the backend can do so (SCIP); otherwise, or when the last solve
+        did not stop on its time limit, the last objective is solved again from the start with
+        the new limit. ``SolveResult.resumed`` says which. The dual bound of either is a proof
+        for the whole model, as for :meth:`solve`.
+
+        Raises:
+            RuntimeError: the session is closed or has not solved anything yet.
+        """
+        if self.closed:
+            raise RuntimeError(f"{self.backend.name} session is closed")
+        objective = self._last_objective
+        if objective is None:
+            raise RuntimeError("nothing to resume: call solve() first")
+        limit = self.time_limit if time_limit is None else _check_time_limit(time_limit)
+
+        def attempt(trace: Trace) -> SolveResult:
+            result = self._resume(objective, limit, return_x, trace)
+            if result is None:
+                result = self._solve(objective, limit, return_x, None, trace)
+                result.resumed = False
+            else:
+                result.resumed = True
+            return result
+
+        return self._timed(objective, attempt, progress)
+
+    def _resume(
+        self,
+        objective: LinearObjective,
+        time_limit: float | None,
+        return_x: bool,
+        trace: Trace,
+    ) -> SolveResult | None:
+        """Continue the stopped search for ``time_limit`` more seconds; ``None`` when this
+        backend (or the state of its last solve) cannot, so that :meth:`resume` solves again."""
+        return None
+
+    def _timed(self, objective: LinearObjective, attempt, progress) -> SolveResult:
+        """Time ``attempt(trace)``, turn solver failures into a failed result, count it."""
         trace = Trace(progress)
         t0 = time.perf_counter()
         try:
-            result = self._solve(objective, limit, return_x, start_map, trace)
+            result = attempt(trace)
         except (UnsupportedError, ConfigError):
             raise
         except Exception as exc:  # a failed solve proves nothing; report it
@@ -267,6 +325,23 @@ class Backend(ABC):
     feasibility_tolerance: ClassVar[float] = 1e-6
     #: the :class:`Session` subclass this backend builds
     session_class: ClassVar[type[Session]]
+    #: native options behind each backend-neutral tuning name (see :meth:`tuning`)
+    tunings: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def tuning(self, *names: str) -> dict[str, Any]:
+        """Native options for backend-neutral tuning ``names``, merged; a name this backend has
+        no setting for contributes nothing (the solver keeps its default).
+
+        ``"no_root_cuts"``: no cutting-plane rounds at the root node. Measured with SCIP on
+        the ``exact`` count objectives (misclassified test points), where the root cut loop
+        tails off for seconds at a bound that branching then closes quickly (docs/methods.md
+        §11.2). Tunings change search effort only, never tolerances, so they leave dual bounds
+        as sound as the defaults.
+        """
+        out: dict[str, Any] = {}
+        for name in names:
+            out.update(self.tunings.get(name, {}))
+        return out
 
     def available(self) -> bool:
         """Whether the solver's Python package is installed (does not import it)."""

@@ -57,6 +57,9 @@ class SolveResult:
             the padding :meth:`certified` applies.
         lost: the solve never reported because the task that held it failed (its worker died
             or the task raised, after retries).
+        resumed: for :meth:`~mibpcert.solvers.base.Session.resume`: ``True`` when the solver
+            continued its stopped search, ``False`` when it solved again from the start (``None``
+            for a plain solve).
     """
 
     status: str
@@ -74,6 +77,7 @@ class SolveResult:
     start_used: bool | None = None
     tolerance: float = 0.0
     lost: bool = False
+    resumed: bool | None = None
 
     @classmethod
     def failure(

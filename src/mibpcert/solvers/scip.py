@@ -75,6 +75,7 @@ class SCIPBackend(Backend):
     install_hint = "pip install pyscipopt"
     capabilities = frozenset({"lp", "milp", "bilinear"})
     feasibility_tolerance = 1e-6  # numerics/feastol (default)
+    tunings = {"no_root_cuts": {"separating/maxroundsroot": 0}}
 
     def _import(self) -> Any:
         import pyscipopt
@@ -134,6 +135,7 @@ class SCIPSession(Session):
         self._model = model
         self._transformed = False
         self._dual_reductions_off = False
+        self._last_native = ""
 
     def _value(self, v: float) -> float:
         """SCIP's +-1e20 -> +-inf."""
@@ -169,6 +171,7 @@ class SCIPSession(Session):
         if self._transformed:  # the objective can only change in the problem stage
             model.freeTransform()
             self._transformed = False
+        self._last_native = ""
         idx, coef = objective_arrays(objective, self.arrays.n_vars)
         terms = self._terms
         expr = self._Expr({terms[i]: c for i, c in zip(idx.tolist(), coef.tolist(), strict=True)})
@@ -203,6 +206,39 @@ class SCIPSession(Session):
             message = f"scip: inforunbd, then {native} without dual reductions"
             if native == "inforunbd":
                 message += " (infeasible or unbounded: nothing proven)"
+        self._last_native = native
+        result = self._outcome(objective, native, message, return_x)
+        result.start_used = start_used
+        return result
+
+    def _resume(
+        self,
+        objective: LinearObjective,
+        time_limit: float | None,
+        return_x: bool,
+        trace: Trace,
+    ) -> SolveResult | None:
+        """SCIP goes on with a search its time limit stopped (tree, cuts, incumbent kept)."""
+        model = self._model
+        if not self._transformed or self._last_native != "timelimit":
+            return None
+        spent = float(model.getSolvingTime())
+        model.setParam("limits/time", _NO_TIME_LIMIT if time_limit is None else spent + time_limit)
+        self._events.trace, self._events.offset = trace, spent
+        self._last_native = ""
+        try:
+            model.optimize()
+        finally:
+            self._events.trace, self._events.offset = None, 0.0
+        native = str(model.getStatus())
+        self._last_native = native
+        return self._outcome(objective, native, f"scip: {native} (resumed)", return_x)
+
+    def _outcome(
+        self, objective: LinearObjective, native: str, message: str, return_x: bool
+    ) -> SolveResult:
+        """The result of the model's current state after a solve ended with ``native``."""
+        model = self._model
         status = SCIP_STATUS.get(native, Status.ERROR)
         has_sol = model.getNSols() > 0
         primal = self._value(model.getPrimalbound()) if has_sol else None
@@ -213,11 +249,8 @@ class SCIPSession(Session):
         if return_x and has_sol:
             sol = model.getBestSol()
             x = np.array([model.getSolVal(sol, v) for v in self._vars], dtype=np.float64)
-        result = self._result(
-            objective, status, primal, dual, int(model.getNTotalNodes()), message, x
-        )
-        result.start_used = start_used
-        return result
+        nodes = int(model.getNTotalNodes())
+        return self._result(objective, status, primal, dual, nodes, message, x)
 
     def _free(self) -> None:
         model = getattr(self, "_model", None)
@@ -238,6 +271,7 @@ def _make_event_handler(scip: Any) -> Any:
 
     class TraceEvents(scip.Eventhdlr):
         trace: Trace | None = None
+        offset: float = 0.0  # solving seconds before a resumed search went on
 
         def eventinit(self) -> None:
             self.model.catchEvent(events, self)
@@ -253,7 +287,7 @@ def _make_event_handler(scip: Any) -> Any:
             primal = float(m.getPrimalbound()) if m.getNSols() > 0 else None
             dual = float(m.getDualbound())
             self.trace.record(
-                float(m.getSolvingTime()),
+                float(m.getSolvingTime()) - self.offset,
                 None if primal is None or abs(primal) >= inf else primal,
                 None if abs(dual) >= inf else dual,
             )

@@ -11,11 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mibpcert.domains.program import Formulation, LinearObjective
 from mibpcert.parallel import TaskFailure
 from mibpcert.solvers.results import ProgressCallback
 from mibpcert.vocab import Status
+
+if TYPE_CHECKING:
+    from mibpcert.solvers.base import Session
 
 CHUNKS = 8
 """Objectives of one formulation are split into this many independent solver sessions."""
@@ -66,7 +70,8 @@ class SolveTask:
 
     ``time_limit``: seconds per solve; ``return_x``: keep every incumbent's variable values;
     ``start``: a (partial) start solution offered to every solve; ``log_file``: where the
-    solver's log goes (default: the path of the enclosing :func:`solver_log`, else none).
+    solver's log goes (default: the path of the enclosing :func:`solver_log`, else none);
+    ``tunings``: backend-neutral tuning names (:meth:`~mibpcert.solvers.base.Backend.tuning`).
     """
 
     formulation: Formulation
@@ -76,17 +81,27 @@ class SolveTask:
     return_x: bool = False
     start: dict | None = None
     log_file: str | None = field(default_factory=_current_solver_log)
+    tunings: tuple[str, ...] = ()
+
+
+def open_session(task: SolveTask) -> Session:
+    """The solver session of ``task`` (its backend, time limit, log file and tunings), left
+    open for the caller to solve, :meth:`~mibpcert.solvers.base.Session.resume` and close."""
+    from mibpcert.solvers import get_backend
+
+    backend = get_backend(task.backend)
+    return backend.session(
+        task.formulation,
+        time_limit=task.time_limit,
+        log_file=task.log_file,
+        options=backend.tuning(*task.tunings),
+    )
 
 
 def solve_task(task: SolveTask, progress: ProgressCallback | None = None) -> list:
     """Build the model once and solve every objective of the task (runs in a worker);
     ``progress(seconds, primal, dual)`` is called while each solve runs."""
-    from mibpcert.solvers import get_backend
-
-    backend = get_backend(task.backend)
-    with backend.session(
-        task.formulation, time_limit=task.time_limit, log_file=task.log_file
-    ) as session:
+    with open_session(task) as session:
         return [
             session.solve(
                 obj,
