@@ -177,8 +177,8 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
         ):
             res = held["session"].resume(tl, return_x=True)
         else:
-            if held is not None:
-                held["session"].close()
+            if held is not None:  # its cutoff moved, or its search stopped in the root
+                sessions.pop(row["point"])["session"].close()
             b = sub_prog.builder.fork()
             obj = single_objective(b, sub, sub_prog.layers(sub), kind)
             b.f.add_row(obj.idx, obj.coef, cut - obj.constant, math.inf)  # objective >= cut

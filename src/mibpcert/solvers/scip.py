@@ -146,9 +146,15 @@ class SCIPSession(Session):
             return -math.inf
         return v
 
-    def _optimize(self) -> str:
-        """Free the previous transformed problem (if any), solve, return the native status."""
+    def _optimize(self, resume: bool = False) -> str:
+        """Free the previous transformed problem (if any), solve, return the native status;
+        ``resume``: go on with the transformed problem's stopped search instead."""
         model = self._model
+        self._last_native = ""
+        if resume:
+            model.optimize()
+            self._last_native = str(model.getStatus())
+            return self._last_native
         if self._transformed:
             model.freeTransform()
         if self._dual_reductions_off:
@@ -157,7 +163,17 @@ class SCIPSession(Session):
             self._dual_reductions_off = False
         self._transformed = True  # also if optimize() fails half-way
         model.optimize()
-        return str(model.getStatus())
+        self._last_native = str(model.getStatus())
+        return self._last_native
+
+    def _traced(self, trace: Trace, resume: bool = False, offset: float = 0.0) -> str:
+        """:meth:`_optimize` with the event handler recording into ``trace`` (its times less
+        ``offset``, the solving seconds before a resumed search went on)."""
+        self._events.trace, self._events.offset = trace, offset
+        try:
+            return self._optimize(resume)
+        finally:
+            self._events.trace, self._events.offset = None, 0.0
 
     def _solve(
         self,
@@ -171,7 +187,7 @@ class SCIPSession(Session):
         if self._transformed:  # the objective can only change in the problem stage
             model.freeTransform()
             self._transformed = False
-        self._last_native = ""
+        self._last_native = ""  # the problem stage: nothing to go on with
         idx, coef = objective_arrays(objective, self.arrays.n_vars)
         terms = self._terms
         expr = self._Expr({terms[i]: c for i, c in zip(idx.tolist(), coef.tolist(), strict=True)})
@@ -188,11 +204,7 @@ class SCIPSession(Session):
             for j, v in start.items():
                 model.setSolVal(sol, self._vars[j], v)
             start_used = bool(model.addSol(sol, free=True))
-        self._events.trace = trace
-        try:
-            native = self._optimize()
-        finally:
-            self._events.trace = None
+        native = self._traced(trace)
         message = f"scip: {native}"
         if native == "inforunbd":
             # Dual reductions in presolve can hide which one; re-solve once without them
@@ -206,7 +218,6 @@ class SCIPSession(Session):
             message = f"scip: inforunbd, then {native} without dual reductions"
             if native == "inforunbd":
                 message += " (infeasible or unbounded: nothing proven)"
-        self._last_native = native
         result = self._outcome(objective, native, message, return_x)
         result.start_used = start_used
         return result
@@ -224,14 +235,7 @@ class SCIPSession(Session):
             return None
         spent = float(model.getSolvingTime())
         model.setParam("limits/time", _NO_TIME_LIMIT if time_limit is None else spent + time_limit)
-        self._events.trace, self._events.offset = trace, spent
-        self._last_native = ""
-        try:
-            model.optimize()
-        finally:
-            self._events.trace, self._events.offset = None, 0.0
-        native = str(model.getStatus())
-        self._last_native = native
+        native = self._traced(trace, resume=True, offset=spent)
         return self._outcome(objective, native, f"scip: {native} (resumed)", return_x)
 
     def _outcome(
