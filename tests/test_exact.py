@@ -55,11 +55,12 @@ def _run(problem, **options):
     return certify_problem(problem, "exact", options=options)
 
 
-def test_regression_mse_matches_grid_search_and_replays():
+@pytest.mark.parametrize("n_test", [6, 30])  # 30 > 11 parameters: the spectral objective
+def test_regression_mse_matches_grid_search_and_replays(n_test):
     p = _problem(
         data__dataset="diabetes",
         data__n_train=5,
-        data__n_test=6,
+        data__n_test=n_test,
         data__standardize=True,
         model__arch="10-1",
         training__loss="mse",
@@ -87,6 +88,105 @@ def test_regression_mse_matches_grid_search_and_replays():
     assert ex["best_attack"] >= best_sample - 1e-6
     assert ex["dual_bound"] <= ex["interval_bound"]
     assert ex["dual_bound"] >= ex["best_attack"] - 1e-9
+
+
+def _evaluate(f, x: np.ndarray, start: int) -> np.ndarray:
+    """Values of the variables from ``start`` on, each defined (in creation order) by one
+    equality row or one product of earlier ones (``materialize`` / ``square``)."""
+    x = x.copy()
+    defs = {z: (a1, a2) for z, a1, a2 in f.products}
+    rows = {}
+    for idx, coef, lo, hi in f.rows:
+        idx = np.asarray(idx)
+        if lo == hi and idx.max() >= start:
+            rows.setdefault(int(idx.max()), (idx, np.asarray(coef), lo))
+    for j in range(start, f.n_vars):
+        if j in defs:
+            x[j] = x[defs[j][0]] * x[defs[j][1]]
+        else:
+            idx, coef, rhs = rows[j]
+            k = int(np.flatnonzero(idx == j)[0])
+            rest = sum(coef[q] * x[idx[q]] for q in range(len(idx)) if q != k)
+            x[j] = (rhs - rest) / coef[k]
+    return x
+
+
+def test_spectral_mse_bounds_the_mse_on_the_parameter_box():
+    """The spectral objective (squares of the test inputs' singular directions) is the test MSE
+    up to its rounding padding: e >= f everywhere on the box, and e - f tiny; the residual
+    form, evaluated the same way, is the MSE itself."""
+    from mibpcert.domains.builder import Builder
+    from mibpcert.domains.interval import Interval
+    from mibpcert.domains.program import Formulation
+    from mibpcert.encode.network import parameter_exprs
+    from mibpcert.encode.objectives import residual_mse, spectral_mse
+
+    p = _problem(
+        data__dataset="diabetes",
+        data__n_train=5,
+        data__n_test=40,
+        data__standardize=True,
+        model__arch="10-1",
+        training__loss="mse",
+    )
+    theta0 = p.train_nominal().final
+    box = Interval(theta0 - 0.3, theta0 + 0.5)
+    rng = np.random.default_rng(1)
+    obj = TestObjective("mse")
+    for form in (spectral_mse, residual_mse):
+        b = Builder(Formulation())
+        theta, layers = parameter_exprs(b, p.arch, box)
+        start = b.f.n_vars
+        e = form(b, p, layers)
+        n_squares = sum(1 for z, a1, a2 in b.f.products if a1 == a2)
+        assert n_squares == (11 if form is spectral_mse else 40)
+        for _ in range(40):
+            th = box.lo + (box.hi - box.lo) * (rng.random(len(theta0)) < 0.5)  # corners
+            th = np.where(rng.random(len(th)) < 0.3, box.lo + rng.random(len(th)) * 0.8, th)
+            x = np.zeros(b.f.n_vars)
+            x[[t.idx[0] for t in theta]] = th
+            x = _evaluate(b.f, x, start)
+            value = e.constant + float(np.dot(e.coef, x[e.idx]))
+            true = obj.value(p, th)
+            if form is spectral_mse:
+                assert value >= true  # the padding covers every rounding
+                assert value - true <= 1e-8 * (1 + true)
+            else:
+                assert value == pytest.approx(true, rel=1e-12, abs=1e-12)
+
+
+def test_spectral_and_residual_mse_same_optimum():
+    """Solved to optimality, the spectral and the residual objectives of one training program
+    agree, and the spectral one has fewer products."""
+    from mibpcert.encode.objectives import residual_mse, spectral_mse
+    from mibpcert.encode.unroll import encode_training
+    from mibpcert.solvers.tasks import SolveTask, solve_task
+
+    p = _problem(
+        data__dataset="diabetes",
+        data__n_train=5,
+        data__n_test=25,
+        data__standardize=True,
+        model__arch="10-1",
+        training__loss="mse",
+        training__epochs=2,
+        training__lr=0.2,
+        threat__eps=0.3,
+        threat__k=1,
+        threat__points=[0, 1],
+    )
+    prog = encode_training(p, form="points")
+    values, sizes = [], []
+    for form in (spectral_mse, residual_mse):
+        b = prog.builder.fork()
+        obj = form(b, p, prog.layers(p))
+        (res,) = solve_task(SolveTask(b.f, [obj], "scip", 120.0, return_x=True))
+        assert res.status == "optimal"
+        values.append(res.primal)
+        sizes.append(len(b.f.products))
+    assert values[0] == pytest.approx(values[1], rel=1e-6)
+    assert values[0] > TestObjective("mse").value(p, p.train_nominal().final) + 1e-6
+    assert sizes[0] < sizes[1]
 
 
 @pytest.mark.parametrize("loss,lr", [("hinge", 2.0), ("mse", 1.0)])
