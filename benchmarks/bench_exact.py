@@ -158,9 +158,11 @@ def _key(row: dict) -> tuple:
 
 
 def _parse(v: str):
-    """A CSV cell back to None, int, float or str."""
+    """A CSV cell back to None, bool, int, float or str."""
     if v == "":
         return None
+    if v in ("True", "False"):
+        return v == "True"
     for cast in (int, float):
         try:
             return cast(v)

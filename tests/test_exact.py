@@ -409,6 +409,33 @@ def test_threat_violations_detects_budget_breaks():
     assert any("outside" in v for v in threat_violations(p, X, p.data.y_train))
 
 
+def test_target_shift_to_the_box_end_is_inside_the_threat_model():
+    """A target set to the end of its box, fl(y0 + label_eps), is a valid attack even where
+    fl(fl(y0 + label_eps) - y0) rounds above label_eps (what the coordinate search did on
+    diabetes); one ulp beyond the box end is not."""
+    p = _problem(
+        data__dataset="diabetes",
+        data__standardize=True,
+        data__n_train=30,
+        model__arch="10-1",
+        training__loss="mse",
+        threat__eps=0.1,
+        threat__k=1,
+        threat__label_k=1,
+        threat__label_eps=0.1,
+    )
+    y0 = np.asarray(p.data.y_train, dtype=np.float64)
+    ends = y0 + 0.1
+    rounded_over = np.flatnonzero(np.abs(ends - y0) > 0.1)
+    assert rounded_over.size, "the instance must have a target whose shift rounds above eps"
+    i = int(rounded_over[0])
+    y = y0.copy()
+    y[i] = ends[i]
+    assert threat_violations(p, p.data.X_train, y) == []
+    y[i] = np.nextafter(ends[i], np.inf)
+    assert any("target moved" in v for v in threat_violations(p, p.data.X_train, y))
+
+
 def test_exact_rejects_bad_options():
     from mibpcert.errors import ConfigError, UnsupportedError
 

@@ -87,6 +87,40 @@ def test_split_equals_one_program_and_holds_the_brute_force_optimum(kw):
     assert parts["best_attack"] > parts["clean_value"], "the instance must be non-trivial"
 
 
+def _brute_force_with_flips(problem, objective: TestObjective, levels: int = 5) -> float:
+    """The worst value over one point's gridded box and one label flip (or none), every pair."""
+    X0, y0 = problem.data.X_train, problem.data.y_train
+    lo, hi = problem.threat.feature_box(X0)
+    worst = -np.inf
+    for i in problem.threat.scope(len(X0)):
+        grids = [np.linspace(lo[i, j], hi[i, j], levels) for j in range(X0.shape[1])]
+        for vals in itertools.product(*grids):
+            X = X0.copy()
+            X[i] = vals
+            for f in [None, *range(len(y0))]:
+                y = y0.copy()
+                if f is not None:
+                    y[f] = 1 - y[f]
+                worst = max(worst, objective.value(problem, problem.train_poisoned(X, y).final))
+    return worst
+
+
+def test_split_with_label_flips_equals_one_program():
+    """Features of one point and any one label flip: the pieces (features of point i, the flip
+    anywhere) close on the one program's optimum, at least every gridded attack's value, and
+    the best attack lies inside the threat model."""
+    p = _problem(threat__label_k=1, threat__eps=0.3, data__n_train=5)
+    assert split_applies(p)
+    one = _exact(p, objective="misclassified", split="none")
+    parts = _exact(p, objective="misclassified", split="points")
+    assert "split" in parts and parts["split"]["pieces"] == p.data.n_train
+    assert one["outcome"] == parts["outcome"] == "closed"
+    assert parts["dual_bound"] == one["dual_bound"] == parts["best_attack"]
+    assert parts["dual_bound"] >= _brute_force_with_flips(p, TestObjective("misclassified"))
+    best = one["best_attack"]
+    assert best > parts["clean_value"], "the instance must be non-trivial"
+
+
 def test_split_regression_bound_is_sound_and_the_attack_replays(tmp_path):
     cfg = {
         "data__dataset": "diabetes",
@@ -176,8 +210,8 @@ def test_split_choices_and_errors():
     assert not ExactMethod(split="none").splits(p)
     two = _problem(threat__k=2)
     assert not split_applies(two) and not ExactMethod().splits(two)
-    labels = _problem(threat__label_k=1)
-    assert not split_applies(labels)
+    assert split_applies(_problem(threat__label_k=1))  # labels ride along in every piece
+    assert not split_applies(_problem(threat__label_k=1, threat__paired=True))
     with pytest.raises(ConfigError, match="unknown exact split"):
         ExactMethod(split="subsets")
     with pytest.raises(ConfigError, match="split 'points' needs a 1-of-n"):

@@ -167,10 +167,19 @@ def threat_violations(problem: Problem, X: np.ndarray, y: np.ndarray, tol: float
     if t.k is not None and len(feat) > t.k:
         out.append(f"{len(feat)} points changed, k = {t.k}")
     if data.task == "regression":
-        diff = np.abs(np.asarray(y, dtype=np.float64) - y0).reshape(len(y0), -1)
+        yp = np.asarray(y, dtype=np.float64)
+        diff = np.abs(yp - y0).reshape(len(y0), -1)
         lab = set(np.flatnonzero(np.any(diff > CHANGE_TOL + tol, axis=1)).tolist())
-        if np.any(diff > t.label_eps + tol):
-            out.append(f"a target moved by {diff.max()} > label_eps = {t.label_eps}")
+        # the target box, as for the features: fl(y0 + label_eps) is in the threat set even
+        # where fl(fl(y0 + label_eps) - y0) rounds above label_eps
+        ylo, yhi = t.target_box(y0)
+        out_of_box = (yp < ylo - tol) | (yp > yhi + tol)
+        if out_of_box.any():
+            i = int(np.argwhere(out_of_box.reshape(len(y0), -1))[0][0])
+            out.append(
+                f"point {i}: target moved by {diff[i].max()} > label_eps = {t.label_eps} "
+                f"(outside [{ylo.reshape(len(y0), -1)[i]}, {yhi.reshape(len(y0), -1)[i]}])"
+            )
     else:
         lab = set(np.flatnonzero(np.asarray(y) != y0).tolist())
         mode = t.label_mode

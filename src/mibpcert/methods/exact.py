@@ -269,8 +269,9 @@ class ExactMethod:
         forms.check_form(self.form, problem)
         if self.split == "points" and not split_applies(problem):
             raise ConfigError(
-                "split 'points' needs a 1-of-n feature threat (k = 1, no label changes, no "
-                "paired or discrete threat) over 2 to 200 points; use split 'auto' or 'none'."
+                "split 'points' needs a 1-of-n feature threat (k = 1, label changes allowed, "
+                "no paired or discrete threat) over 2 to 200 points; use split 'auto' or "
+                "'none'."
             )
         if self.split == "points" and kind == "margin":
             raise ConfigError(

@@ -1,7 +1,10 @@
 """``exact`` split by the poisoned point: one program per point for a 1-of-n feature threat.
 
-Under "at most one point's features move" (``k = 1``, no label changes) the attack set is the
-union over the points ``i`` of the scope of "only point ``i`` moves". So
+Under "at most one point's features move" (``k = 1``) the attack set is the union over the
+points ``i`` of the scope of "only point ``i``'s features move". Label changes (``label_k``, not
+paired) ride along unchanged in every piece: their budget is independent of the features', so
+"features of at most one point and labels of any ``label_k`` points" is the union over ``i`` of
+"features of point ``i`` only and labels of any ``label_k`` points". So
 
     max over attacks = max_i (max over attacks on point i),
 
@@ -95,15 +98,15 @@ UNSOLVED = ("unsolved", "unbuilt")
 
 
 def split_applies(problem: Problem) -> bool:
-    """A 1-of-n feature threat without label changes (paired/discrete excluded) over at most
-    :data:`MAX_PIECES` points: the union-of-pieces identity above holds exactly."""
+    """A 1-of-n feature threat, with or without label changes (paired and discrete threats
+    excluded), over at most :data:`MAX_PIECES` points: the union-of-pieces identity above holds
+    exactly."""
     t = problem.threat
     scope = len(t.scope(problem.data.n_train))
     return (
         t.perturbs_features
         and t.k is not None
         and int(t.k) == 1
-        and t.label_k == 0
         and not t.paired
         and not t.discrete
         and 1 < scope <= MAX_PIECES
@@ -112,7 +115,7 @@ def split_applies(problem: Problem) -> bool:
 
 def piece(problem: Problem, i: int) -> Problem:
     """The problem in which only training point ``i``'s features may move (every other part of
-    the threat model unchanged)."""
+    the threat model, label changes included, unchanged)."""
     return problem.with_threat(replace(problem.threat, points=(int(i),), k=None))
 
 
