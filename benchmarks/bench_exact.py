@@ -16,11 +16,11 @@ apply to every dataset.
 
 Variants (ablation): ``full`` (LP bound tightening, the coordinate search and the interior
 gradient attack as starts, incumbent repair; the encoding ``auto`` picks by program size; one
-program per poisoned point for k = 1),
+program per k-subset of poisoned points where there are at most 200),
 ``no-repair``, ``no-interior`` (no gradient attack), ``no-tighten``, ``no-heuristic`` (no
 starts at all), ``points`` (``full`` with the per-point form), ``affine`` (``full`` with the
 step bounds also intersected with the affine parameter sets' boxes), ``no-split`` (one
-program for k = 1 instead of one per poisoned point), ``root-cuts`` and ``no-split-root-cuts``
+program instead of one per k-subset of poisoned points), ``root-cuts`` and ``no-split-root-cuts``
 (``full`` / ``no-split`` with the solver's root cutting planes kept for the count objective,
 where ``full`` turns them off). Columns: the heuristic's
 attack value (replayed), the gradient attack's, the solver's primal and its incumbent replayed,

@@ -121,6 +121,38 @@ def test_split_with_label_flips_equals_one_program():
     assert best > parts["clean_value"], "the instance must be non-trivial"
 
 
+def _brute_force_pairs(problem, objective: TestObjective, levels: int = 3) -> float:
+    """The worst value over a grid of every pair of points' boxes (two points moved at once)."""
+    X0, y0 = problem.data.X_train, problem.data.y_train
+    lo, hi = problem.threat.feature_box(X0)
+    worst = -np.inf
+    for pair in itertools.combinations(problem.threat.scope(len(X0)), 2):
+        grids = [np.linspace(lo[i, j], hi[i, j], levels) for i in pair for j in range(2)]
+        for vals in itertools.product(*grids):
+            X = X0.copy()
+            X[list(pair)] = np.reshape(vals, (2, 2))
+            worst = max(worst, objective.value(problem, problem.train_poisoned(X, y0).final))
+    return worst
+
+
+@pytest.mark.parametrize("loss", ["hinge", "mse"])
+def test_split_by_pairs_equals_one_program(loss):
+    """k = 2: one piece per pair of points (C(5, 2) = 10), closing on the one program's
+    optimum, at least every gridded two-point attack's value; every piece row names its pair."""
+    p = _problem(threat__k=2, threat__eps=0.4, training__loss=loss)
+    one = _exact(p, objective="misclassified", split="none")
+    parts = _exact(p, objective="misclassified", split="points")
+    assert parts["split"]["pieces"] == 10
+    assert sorted(tuple(r["points"]) for r in parts["split"]["per_point"]) == sorted(
+        itertools.combinations(range(5), 2)
+    )
+    assert all("point" not in r for r in parts["split"]["per_point"])
+    assert one["outcome"] == parts["outcome"] == "closed"
+    assert parts["dual_bound"] == one["dual_bound"] == parts["best_attack"]
+    assert parts["dual_bound"] >= _brute_force_pairs(p, TestObjective("misclassified"))
+    assert parts["best_attack"] > parts["clean_value"], "the instance must be non-trivial"
+
+
 def test_split_regression_bound_is_sound_and_the_attack_replays(tmp_path):
     cfg = {
         "data__dataset": "diabetes",
@@ -209,17 +241,22 @@ def test_split_choices_and_errors():
     assert ExactMethod().splits(p)
     assert not ExactMethod(split="none").splits(p)
     two = _problem(threat__k=2)
-    assert not split_applies(two) and not ExactMethod().splits(two)
+    assert split_applies(two) and ExactMethod().splits(two)  # C(5, 2) = 10 pieces
+    every = _problem(threat__k=5)  # k = n: every point moves, nothing to split
+    many = _problem(threat__k=3, data__n_train=25)  # C(25, 3) = 2300 pieces > 200
+    assert not split_applies(every) and not split_applies(many)
     assert split_applies(_problem(threat__label_k=1))  # labels ride along in every piece
     assert not split_applies(_problem(threat__label_k=1, threat__paired=True))
     with pytest.raises(ConfigError, match="unknown exact split"):
         ExactMethod(split="subsets")
-    with pytest.raises(ConfigError, match="split 'points' needs a 1-of-n"):
-        ExactMethod(split="points").check(two)
+    for bad in (every, many):
+        with pytest.raises(ConfigError, match="split 'points' needs a k-of-n"):
+            ExactMethod(split="points").check(bad)
     with pytest.raises(ConfigError, match="split 'points' answers"):
         ExactMethod(split="points", objective="margin").check(p)
     sub = piece(p, 3)
     assert sub.threat.scope(p.data.n_train).tolist() == [3] and sub.threat.k is None
+    assert piece(two, (1, 4)).threat.scope(5).tolist() == [1, 4]
 
 
 def test_cli_split_flag(tmp_path, capsys):

@@ -170,7 +170,8 @@ _FLAGS: list[tuple[str, str, type | None, str]] = [
         "--split",
         "method.split",
         str,
-        "exact: auto (default: one program per poisoned point when k = 1) | points | none",
+        "exact: auto (default: one program per k-subset of poisoned points, at most 200) | "
+        "points | none",
     ),
     (
         "--root-cuts",

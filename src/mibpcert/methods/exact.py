@@ -14,9 +14,10 @@ Objectives (:class:`~mibpcert.attacks.TestObjective`):
   > 0); one program per point, fanned out over the executor (:mod:`mibpcert.methods.exact_margins`);
 * ``misclassified`` -- the number of test points one shared attack misclassifies (maximised).
 
-Under a 1-of-n feature threat the ``mse`` and ``misclassified`` answers go by pieces, one program
-per poisoned point, pruned by interval bounds and cut off at the best attack
-(:mod:`mibpcert.methods.exact_split`, ``split``).
+Under a k-of-n feature threat with at most 200 k-subsets of the scope the ``mse`` and
+``misclassified`` answers go by pieces, one program per choice of poisoned points, pruned by
+interval bounds and cut off at the best attack (:mod:`mibpcert.methods.exact_split`,
+``split``).
 
 Speed-ups: variable bounds per step from the interval (and AGT) step, then an LP pass per step
 (HiGHS, McCormick) -- :func:`~mibpcert.methods.tightening.lp_tightener`; exact reformulations
@@ -155,7 +156,7 @@ class ExactMethod:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}.")
         if split not in SPLITS:
             raise ConfigError(f"unknown exact split {split!r}; use one of {', '.join(SPLITS)}.")
-        #: ``points``: one program per poisoned point under a 1-of-n feature threat
+        #: ``points``: one program per k-subset of poisoned points under a k-of-n feature threat
         #: (:mod:`mibpcert.methods.exact_split`); ``auto``: where that applies; ``none``: never
         self.split = split
         if root_cuts not in ROOT_CUTS:
@@ -269,9 +270,9 @@ class ExactMethod:
         forms.check_form(self.form, problem)
         if self.split == "points" and not split_applies(problem):
             raise ConfigError(
-                "split 'points' needs a 1-of-n feature threat (k = 1, label changes allowed, "
-                "no paired or discrete threat) over 2 to 200 points; use split 'auto' or "
-                "'none'."
+                "split 'points' needs a k-of-n feature threat (label changes allowed, no "
+                "paired or discrete threat) with k below the number of points in scope and at "
+                "most 200 k-subsets of them; use split 'auto' or 'none'."
             )
         if self.split == "points" and kind == "margin":
             raise ConfigError(

@@ -1,18 +1,20 @@
-"""``exact`` split by the poisoned point: one program per point for a 1-of-n feature threat.
+"""``exact`` split by the poisoned points: one program per choice of ``k`` points of a k-of-n
+feature threat.
 
-Under "at most one point's features move" (``k = 1``) the attack set is the union over the
-points ``i`` of the scope of "only point ``i``'s features move". Label changes (``label_k``, not
-paired) ride along unchanged in every piece: their budget is independent of the features', so
-"features of at most one point and labels of any ``label_k`` points" is the union over ``i`` of
-"features of point ``i`` only and labels of any ``label_k`` points". So
+Under "the features of at most ``k`` points move" the attack set is the union over the
+``k``-subsets ``S`` of the scope of "only the points of ``S`` move" (an attack moving fewer
+points lies in every piece that holds them). Label changes (``label_k``, not paired) ride along
+unchanged in every piece: their budget is independent of the features', so "features of at most
+``k`` points and labels of any ``label_k`` points" is the union over ``S`` of "features of ``S``
+only and labels of any ``label_k`` points". So
 
-    max over attacks = max_i (max over attacks on point i),
+    max over attacks = max_S (max over attacks on the points of S),
 
 and a sound bound of each piece gives a sound bound of the whole. Each piece is a program
-without assignment binaries whose poisoned input ranges over one point's box only: its interval
-and LP-tightened step boxes, its McCormick relaxations and its branch and bound are all far
-tighter than the slot form's, where a slot's input ranges over every point's box until the
-assignment is fixed.
+without assignment binaries whose poisoned inputs range over their own points' boxes only: its
+interval and LP-tightened step boxes, its McCormick relaxations and its branch and bound are all
+far tighter than the slot form's, where a slot's input ranges over every point's box until the
+assignment is fixed. There are ``C(|scope|, k)`` pieces: at most :data:`MAX_PIECES`.
 
 Per piece, in order of its interval bound (largest first):
 
@@ -35,10 +37,13 @@ problem; the time limit is the budget of all pieces together (build, tightening 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from mibpcert.attacks import Attack, TestObjective
 from mibpcert.attacks.gradient import worse_for_model as worse_than
@@ -88,7 +93,7 @@ class SplitSettings(Protocol):
     def _box_bound(self, problem: Problem, box, kind: str) -> float: ...
 
 
-#: at most this many pieces (points in scope); beyond, one program is smaller to hand over
+#: at most this many pieces (k-subsets of the scope); beyond, one program is smaller to hand over
 MAX_PIECES = 200
 SPLITS = ("auto", "points", "none")
 #: at most this many stopped piece searches are held open to go on with in the next round
@@ -98,32 +103,44 @@ UNSOLVED = ("unsolved", "unbuilt")
 
 
 def split_applies(problem: Problem) -> bool:
-    """A 1-of-n feature threat, with or without label changes (paired and discrete threats
-    excluded), over at most :data:`MAX_PIECES` points: the union-of-pieces identity above holds
-    exactly."""
+    """A k-of-n feature threat, with or without label changes (paired and discrete threats
+    excluded), with ``k`` below the scope's size and at most :data:`MAX_PIECES` k-subsets: the
+    union-of-pieces identity above holds exactly."""
     t = problem.threat
     scope = len(t.scope(problem.data.n_train))
     return (
         t.perturbs_features
         and t.k is not None
-        and int(t.k) == 1
+        and 1 <= int(t.k) < scope
         and not t.paired
         and not t.discrete
-        and 1 < scope <= MAX_PIECES
+        and math.comb(scope, int(t.k)) <= MAX_PIECES
     )
 
 
-def piece(problem: Problem, i: int) -> Problem:
-    """The problem in which only training point ``i``'s features may move (every other part of
-    the threat model, label changes included, unchanged)."""
-    return problem.with_threat(replace(problem.threat, points=(int(i),), k=None))
+def piece(problem: Problem, points: int | tuple[int, ...]) -> Problem:
+    """The problem in which only the features of training point(s) ``points`` may move (every
+    other part of the threat model, label changes included, unchanged)."""
+    pts = (int(points),) if isinstance(points, int | np.integer) else tuple(map(int, points))
+    return problem.with_threat(replace(problem.threat, points=pts, k=None))
+
+
+def piece_subsets(problem: Problem) -> list[tuple[int, ...]]:
+    """The pieces of :func:`run_split`: every ``k``-subset of the threat's scope."""
+    scope = [int(i) for i in problem.threat.scope(problem.data.n_train)]
+    return list(itertools.combinations(scope, int(problem.threat.k)))
+
+
+def _row(points: tuple[int, ...], **fields) -> dict:
+    """A piece's report row: ``points`` (and ``point`` for one-point pieces) and ``fields``."""
+    head = {"point": points[0]} if len(points) == 1 else {}
+    return {**head, "points": list(points), **fields}
 
 
 def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, kind: str) -> Answer:
     """The misclassified/MSE answer of ``method`` by pieces (see the module docstring);
     ``prog`` is the whole problem's program (its final box gives the whole interval bound)."""
     objective = TestObjective(kind)
-    data = problem.data
     count = kind == "misclassified"
     tol = method._tolerance()
     attacks, h_seconds = opening_attacks(method, problem, objective)
@@ -135,19 +152,19 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
     def left() -> float | None:
         return None if deadline is None else deadline - time.perf_counter()
 
-    scope = [int(i) for i in problem.threat.scope(data.n_train)]
-    share = None if budget is None else float(budget) / (2 * len(scope))
+    subsets = piece_subsets(problem)
+    share = None if budget is None else float(budget) / (2 * len(subsets))
     rows, built = [], []
-    for i in scope:  # every piece's interval bound; the open ones LP-tightened
+    for pts in subsets:  # every piece's interval bound; the open ones LP-tightened
         r = left()
         if r is not None and r <= 0:
-            rows.append({"point": i, "interval_bound": None, "bound": None, "status": "unbuilt"})
+            rows.append(_row(pts, interval_bound=None, bound=None, status="unbuilt"))
             continue
-        sub = piece(problem, i)
+        sub = piece(problem, pts)
         tb = time.perf_counter()
         step = method._box_step(sub)  # once per piece (with affine sets it is not free)
         ib = method._box_bound(sub, method._step_box(sub, step), kind)  # no program, no LP
-        row = {"point": i, "interval_bound": ib, "bound": ib, "status": "pruned"}
+        row = _row(pts, interval_bound=ib, bound=ib, status="pruned")
         rows.append(row)
         if worse_than(objective, ib, best.value):  # open: LP-tighten it, to be solved
             sub_prog = method._program(
@@ -163,14 +180,14 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
     spent = {"solve": 0.0, "repair": 0.0}
 
     tunings = method.tunings(kind)
-    sessions: dict[int, dict] = {}  # piece -> its open solver session, objective and cutoff
+    sessions: dict[int, dict] = {}  # id(piece row) -> its open solver session and cutoff
 
     def solve(row: dict, sub: Problem, sub_prog: TrainingProgram, tl: float | None) -> None:
         """Solve piece ``row`` (or go on with its search where its last solve stopped on the
         time limit and the cutoff has not moved since)."""
         nonlocal best, solver_best
         cut = best.value + 1.0 if count else best.value
-        held = sessions.get(row["point"])
+        held = sessions.get(id(row))
         ts = time.perf_counter()
         if (
             held is not None
@@ -181,14 +198,14 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
             res = held["session"].resume(tl, return_x=True)
         else:
             if held is not None:  # its cutoff moved, or its search stopped in the root
-                sessions.pop(row["point"])["session"].close()
+                sessions.pop(id(row))["session"].close()
             b = sub_prog.builder.fork()
             obj = single_objective(b, sub, sub_prog.layers(sub), kind)
             b.f.add_row(obj.idx, obj.coef, cut - obj.constant, math.inf)  # objective >= cut
             if len(sessions) >= MAX_HELD:  # free the longest-held search (memory)
                 sessions.pop(next(iter(sessions)))["session"].close()
             session = open_session(SolveTask(b.f, [obj], method.solver, tl, tunings=tunings))
-            held = sessions[row["point"]] = {"session": session, "cut": cut, "nodes": 0}
+            held = sessions[id(row)] = {"session": session, "cut": cut, "nodes": 0}
             res = session.solve(obj, tl, return_x=True)
         held["nodes"] = res.nodes
         spent["solve"] += time.perf_counter() - ts
@@ -198,7 +215,7 @@ def run_split(method: SplitSettings, problem: Problem, prog: TrainingProgram, ki
         row["resumed"] = row.get("resumed", 0) + int(bool(res.resumed))
         row["solve_seconds"] = row.get("solve_seconds", 0.0) + time.perf_counter() - ts
         if res.status != Status.TIME_LIMIT:  # nothing to go on with
-            sessions.pop(row["point"])["session"].close()
+            sessions.pop(id(row))["session"].close()
         dual = res.certified()
         if dual is not None:  # max over the piece <= max(cutoff, dual of the cutoff set)
             floor = cut - 1.0 if count else cut + tol + tol * abs(cut)  # count: an integer
