@@ -36,6 +36,17 @@ def _problem(**kw):
     return build_problem(cfg)
 
 
+def _diabetes(**kw):
+    """Diabetes, standardised, linear 10-1 MSE regression; ``kw`` as for :func:`_problem`."""
+    base = {
+        "data__dataset": "diabetes",
+        "data__standardize": True,
+        "model__arch": "10-1",
+        "training__loss": "mse",
+    }
+    return _problem(**{**base, **kw})
+
+
 def _grid_attacks(problem, levels: int = 5):
     """Every choice of one point and one value per feature on a grid of its eps box."""
     X0, y0 = problem.data.X_train, problem.data.y_train
@@ -57,13 +68,9 @@ def _run(problem, **options):
 
 @pytest.mark.parametrize("n_test", [6, 30])  # 30 > 11 parameters: the spectral objective
 def test_regression_mse_matches_grid_search_and_replays(n_test):
-    p = _problem(
-        data__dataset="diabetes",
+    p = _diabetes(
         data__n_train=5,
         data__n_test=n_test,
-        data__standardize=True,
-        model__arch="10-1",
-        training__loss="mse",
         training__epochs=2,
         training__lr=0.2,
         threat__eps=0.2,
@@ -121,14 +128,7 @@ def test_spectral_mse_bounds_the_mse_on_the_parameter_box():
     from mibpcert.encode.network import parameter_exprs
     from mibpcert.encode.objectives import residual_mse, spectral_mse
 
-    p = _problem(
-        data__dataset="diabetes",
-        data__n_train=5,
-        data__n_test=40,
-        data__standardize=True,
-        model__arch="10-1",
-        training__loss="mse",
-    )
+    p = _diabetes(data__n_train=5, data__n_test=40)
     theta0 = p.train_nominal().final
     box = Interval(theta0 - 0.3, theta0 + 0.5)
     rng = np.random.default_rng(1)
@@ -162,13 +162,9 @@ def test_spectral_and_residual_mse_same_optimum():
     from mibpcert.encode.unroll import encode_training
     from mibpcert.solvers.tasks import SolveTask, solve_task
 
-    p = _problem(
-        data__dataset="diabetes",
+    p = _diabetes(
         data__n_train=5,
         data__n_test=25,
-        data__standardize=True,
-        model__arch="10-1",
-        training__loss="mse",
         training__epochs=2,
         training__lr=0.2,
         threat__eps=0.3,
@@ -303,14 +299,11 @@ def test_multiclass_linear_hinge_label_changes():
     assert max(vals) > vals[0], "the instance must be non-trivial"
 
 
-def test_eps_zero_collapses_to_ordinary_training():
-    p = _problem(
-        data__dataset="diabetes",
+@pytest.mark.parametrize("n_test", [6, 30])  # 30 > 11 parameters: the spectral objective
+def test_eps_zero_collapses_to_ordinary_training(n_test):
+    p = _diabetes(
         data__n_train=8,
-        data__n_test=6,
-        data__standardize=True,
-        model__arch="10-1",
-        training__loss="mse",
+        data__n_test=n_test,
         training__epochs=3,
         training__lr=0.1,
         threat__eps=0.0,
@@ -413,12 +406,8 @@ def test_target_shift_to_the_box_end_is_inside_the_threat_model():
     """A target set to the end of its box, fl(y0 + label_eps), is a valid attack even where
     fl(fl(y0 + label_eps) - y0) rounds above label_eps (what the coordinate search did on
     diabetes); one ulp beyond the box end is not."""
-    p = _problem(
-        data__dataset="diabetes",
-        data__standardize=True,
+    p = _diabetes(
         data__n_train=30,
-        model__arch="10-1",
-        training__loss="mse",
         threat__eps=0.1,
         threat__k=1,
         threat__label_k=1,

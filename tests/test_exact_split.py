@@ -87,6 +87,18 @@ def test_split_equals_one_program_and_holds_the_brute_force_optimum(kw):
     assert parts["best_attack"] > parts["clean_value"], "the instance must be non-trivial"
 
 
+def _assert_samples_within(problem, bound: float, n: int = 200) -> None:
+    """Random attacks of the whole threat model (k points' features, label changes), trained
+    ordinarily, never misclassify more than ``bound`` test points."""
+    rng = np.random.default_rng(0)
+    obj = TestObjective("misclassified")
+    X0, y0 = problem.data.X_train, problem.data.y_train
+    for _ in range(n):
+        X, y = problem.threat.sample(X0, y0, rng, vertex_prob=0.7)
+        assert not threat_violations(problem, X, y)
+        assert obj.value(problem, problem.train_poisoned(X, y).final) <= bound
+
+
 def _brute_force_with_flips(problem, objective: TestObjective, levels: int = 5) -> float:
     """The worst value over one point's gridded box and one label flip (or none), every pair."""
     X0, y0 = problem.data.X_train, problem.data.y_train
@@ -117,8 +129,8 @@ def test_split_with_label_flips_equals_one_program():
     assert one["outcome"] == parts["outcome"] == "closed"
     assert parts["dual_bound"] == one["dual_bound"] == parts["best_attack"]
     assert parts["dual_bound"] >= _brute_force_with_flips(p, TestObjective("misclassified"))
-    best = one["best_attack"]
-    assert best > parts["clean_value"], "the instance must be non-trivial"
+    assert one["best_attack"] > parts["clean_value"], "the instance must be non-trivial"
+    _assert_samples_within(p, parts["dual_bound"])
 
 
 def _brute_force_pairs(problem, objective: TestObjective, levels: int = 3) -> float:
@@ -151,6 +163,7 @@ def test_split_by_pairs_equals_one_program(loss):
     assert parts["dual_bound"] == one["dual_bound"] == parts["best_attack"]
     assert parts["dual_bound"] >= _brute_force_pairs(p, TestObjective("misclassified"))
     assert parts["best_attack"] > parts["clean_value"], "the instance must be non-trivial"
+    _assert_samples_within(p, parts["dual_bound"])
 
 
 def test_split_regression_bound_is_sound_and_the_attack_replays(tmp_path):
@@ -216,11 +229,18 @@ def test_a_budget_that_runs_out_keeps_sound_interval_bounds():
     assert ex["dual_bound"] <= ex["interval_bound"]
 
 
-def test_split_collapses_onto_ordinary_training_at_a_vanishing_radius():
+@pytest.mark.parametrize("k,label_k", [(1, 0), (2, 0), (1, 1)])
+def test_split_collapses_onto_ordinary_training_at_a_vanishing_radius(k, label_k):
     """eps -> 0 (1e-9; at eps = 0 nothing moves and the split does not apply): every piece
-    is pruned or cut off at the clean value, and the bound is the clean count."""
-    p = _problem(threat__eps=1e-9, data__n_train=6)
+    is pruned or cut off at the clean value, and the bound is the clean count (one point, pairs;
+    with a label budget, the labels' own worst case, which every piece shares)."""
+    p = _problem(threat__eps=1e-9, data__n_train=6, threat__k=k, threat__label_k=label_k)
     assert split_applies(p)
+    if label_k:  # nothing but the labels can move: the split equals the one program
+        one = _exact(p, objective="misclassified", split="none")
+        ex = _exact(p, objective="misclassified", split="points")
+        assert ex["dual_bound"] == ex["best_attack"] == one["dual_bound"] == one["best_attack"]
+        return
     ex = _exact(p, objective="misclassified", split="points")
     assert ex["outcome"] == "closed" and ex["status"] == "optimal"
     assert ex["dual_bound"] == ex["best_attack"] == ex["clean_value"]
